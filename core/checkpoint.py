@@ -1,0 +1,106 @@
+"""One file per model: weights plus the metadata needed to rebuild and use it.
+
+Files are written atomically (temp file in the same folder, then rename) so a crash never leaves a half-written
+checkpoint, and read with `torch.load(weights_only=True)` so a file cannot run code when loaded.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import models
+
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
+           "make_meta", "library_versions"]
+
+FORMAT = "tinyvision-checkpoint"
+VERSION = 1
+REQUIRED = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std", "state_dict")
+MAX_BYTES = 600 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable checkpoint of this project; the message says why."""
+
+
+def library_versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "python": platform.python_version()}
+
+
+def make_meta(model_name: str, dataset: str, classes: list[str], input_shape: tuple[int, int, int],
+              mean: tuple[float, ...], std: tuple[float, ...], model_kwargs: dict | None = None,
+              **extra: Any) -> dict:
+    return {"format": FORMAT, "version": VERSION, "model": model_name, "model_kwargs": dict(model_kwargs or {}),
+            "dataset": dataset, "classes": list(classes), "input_shape": list(input_shape), "mean": list(mean),
+            "std": list(std), "versions": library_versions(), **extra}
+
+
+def save_checkpoint(path: str | Path, meta: dict, state_dict: dict, train_state: dict | None = None) -> Path:
+    """Write meta + weights (+ optional optimizer/scheduler state for resuming) atomically to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**meta, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
+    if train_state is not None:
+        payload["train_state"] = train_state
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read and validate a checkpoint; raises CheckpointError for anything that is not one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file")
+    if path.stat().st_size > MAX_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_BYTES // 2**20} MB; not a checkpoint of this project")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            reason = "it contains Python objects other than tensors (refused: loading it could run code)"
+        raise CheckpointError(f"{path.name} is not a readable checkpoint: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is not a TinyVision checkpoint (no '{FORMAT}' header)")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path.name} is missing {', '.join(missing)}")
+    if payload["model"] not in models.list_models():
+        raise CheckpointError(f"{path.name} is for unknown model {payload['model']!r}")
+    shape = payload["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[0] in (1, 3) and shape[1] == shape[2]):
+        raise CheckpointError(f"{path.name} has an invalid input shape {shape!r}")
+    if not isinstance(payload["classes"], list) or len(payload["classes"]) < 2:
+        raise CheckpointError(f"{path.name} has an invalid class list")
+    return payload
+
+
+def build_from_checkpoint(payload: dict) -> nn.Module:
+    """Rebuild the model of a loaded checkpoint in eval mode; a weight/architecture mismatch is a CheckpointError."""
+    c, size, _ = payload["input_shape"]
+    try:
+        model = models.create_model(payload["model"], num_classes=len(payload["classes"]), in_channels=c,
+                                    image_size=size, **payload["model_kwargs"])
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"weights do not fit model {payload['model']!r}: {first}") from None
+    return model.float().eval()

@@ -1,0 +1,91 @@
+"""Accuracy, per-class accuracy and confusion matrix of a model on a dataset; `python -m core.evaluate` CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoint as ckpt
+from . import data as D
+
+__all__ = ["evaluate_model", "predict_logits", "main"]
+
+SAMPLE_COUNT = 24
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: bool = False) -> torch.Tensor:
+    """Logits for a uint8 (or 0-255 float) batch; with `tta_flip`, averaged with the mirrored batch."""
+    x = D.normalise(images, mean, std).contiguous(memory_format=torch.channels_last)
+    logits = model(x).float()
+    if tta_flip:
+        logits = 0.5 * (logits + model(x.flip(3)).float())
+    return logits
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
+                   amp_dtype: torch.dtype | None = None, tta_flip: bool = False) -> dict:
+    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data`."""
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    k = len(data.classes)
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    loss_sum = 0.0
+    preds = []
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].to(device)
+        y = data.labels[start:start + batch_size].to(device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = predict_logits(model, x, data.mean, data.std, tta_flip)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        p = logits.argmax(1)
+        preds.append(p.cpu())
+        confusion += torch.bincount(y.cpu() * k + p.cpu(), minlength=k * k).view(k, k)
+    model.train(was_training)
+    pred = torch.cat(preds)
+    totals = confusion.sum(1).clamp(min=1)
+    per_class = {name: (confusion[i, i] / totals[i]).item() for i, name in enumerate(data.classes)}
+    sample = torch.linspace(0, len(data) - 1, min(SAMPLE_COUNT, len(data))).long()
+    return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data), "per_class": per_class,
+            "confusion": confusion.tolist(),
+            "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.evaluate", description="Evaluate a checkpoint on its test set.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
+    p.add_argument("--no-download", dest="download", action="store_false")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        payload = ckpt.load_checkpoint(args.checkpoint)
+        model = ckpt.build_from_checkpoint(payload)
+        c, size, _ = payload["input_shape"]
+        cfg = payload.get("config", {})
+        root = args.data_root if payload["dataset"] != "imagefolder" else (args.data_root or cfg.get("data_root"))
+        test = D.load_dataset(payload["dataset"], "test", root, args.download, size, c, cfg.get("seed", 0))
+        if test.classes != payload["classes"]:
+            raise D.DataError(f"the test set's classes {test.classes} differ from the checkpoint's")
+        result = evaluate_model(model, test, tta_flip=bool(payload.get("tta_flip")))
+    except (D.DataError, ckpt.CheckpointError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"dataset": payload["dataset"], "model": payload["model"], "test_acc": result["acc"],
+                          "test_loss": result["loss"], "per_class": result["per_class"], "n": len(test)}))
+    else:
+        print(f"{payload['model']} on {payload['dataset']} test ({len(test)} images): accuracy {result['acc']:.4f}")
+        for name, acc in result["per_class"].items():
+            print(f"  {name:>12}  {acc:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

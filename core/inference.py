@@ -1,0 +1,263 @@
+"""From what a user gives (a sketch, a photo) to what a model saw and what it predicts.
+
+Sketches are normalised the way MNIST was made: ink found whatever the colours, cropped, scaled to fit a 20x20
+box keeping the aspect ratio, stroke width brought to MNIST's, centred by centre of mass in 28x28, white on black.
+Photos are oriented by EXIF, flattened onto white, centre-cropped and resized to 32x32 with antialiasing.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import checkpoint as ckpt
+from .evaluate import predict_logits
+
+__all__ = ["InputError", "sketch_to_digit", "load_photo", "photo_to_input", "Predictor", "top_k",
+           "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES"]
+
+MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
+MAX_FILE_BYTES = 30 * 1024 * 1024
+MAX_SKETCH_SIDE = 4096
+# MNIST's stroke width, measured as 2*area/perimeter of the ink (>0.5) on MNIST train digits upsampled 4x
+# (median 7.7 px at 112x112, i.e. ~1.9 px at 28x28); sketches are brought near it before downsampling.
+MNIST_STROKE_4X = 7.7
+MIN_INK_PIXELS = 12
+
+
+class InputError(ValueError):
+    """The input cannot be used; the message is meant for the person who sent it."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sketches
+
+def _as_array(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, Image.Image):
+        return np.asarray(value)
+    if isinstance(value, (str, Path)):
+        return np.asarray(_open_image(value))
+    raise InputError("the sketch must be an image")
+
+
+def _sketch_array(sketch: Any) -> np.ndarray | None:
+    """Pick the image out of what a sketchpad sends: a dict with composite/layers/background, or an image."""
+    if sketch is None:
+        return None
+    if isinstance(sketch, dict):
+        for key in ("composite", "background"):
+            if sketch.get(key) is not None:
+                return _as_array(sketch[key])
+        layers = [layer for layer in sketch.get("layers") or [] if layer is not None]
+        return _as_array(layers[-1]) if layers else None
+    return _as_array(sketch)
+
+
+def _ink_map(arr: np.ndarray) -> np.ndarray:
+    """Ink strength in [0, 1] for an RGB(A)/grey array: distance from the background colour, any polarity."""
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    a = arr.astype(np.float32)
+    if arr.dtype != np.uint8:
+        peak = float(np.nanmax(a)) if a.size else 0.0
+        a = a * (255.0 / 65535.0) if peak > 255 else (a * 255.0 if peak <= 1.0 else a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim == 3:
+        if a.shape[2] == 4:
+            alpha = a[..., 3:4] / 255.0
+            if alpha.min() < 1.0:
+                # Transparent canvas: what is drawn is what has alpha; colour it onto white.
+                a = a[..., :3] * alpha + 255.0 * (1.0 - alpha)
+            else:
+                a = a[..., :3]
+        elif a.shape[2] != 3:
+            raise InputError("the sketch must be grey, RGB or RGBA")
+    elif a.ndim != 2:
+        raise InputError("the sketch must be a 2-D image")
+    if a.ndim == 2:
+        a = a[..., None]
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    background = np.median(border, axis=0)
+    return np.clip(np.abs(a - background).max(axis=2) / 255.0, 0.0, 1.0)
+
+
+def _stroke_width(mask: torch.Tensor) -> float:
+    """2*area/perimeter of a binary (1,1,H,W) mask: the mean width of long strokes."""
+    inner = -F.max_pool2d(-mask, 3, 1, 1)
+    perimeter = (mask - inner).sum().item()
+    return 2.0 * mask.sum().item() / max(perimeter, 1.0)
+
+
+def sketch_to_digit(sketch: Any) -> np.ndarray | None:
+    """MNIST-style 28x28 float image (white digit on black, values 0..1), or None when nothing is drawn."""
+    arr = _sketch_array(sketch)
+    if arr is None or arr.size == 0:
+        return None
+    if arr.ndim >= 2 and max(arr.shape[:2]) > MAX_SKETCH_SIDE:
+        raise InputError(f"the sketch is larger than {MAX_SKETCH_SIDE} pixels on a side")
+    ink = _ink_map(arr)
+    mask = ink > 0.3
+    if mask.sum() < MIN_INK_PIXELS:
+        return None
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    if max(h, w) < 0.02 * min(ink.shape):
+        return None  # a dot or a stray click, not a digit
+    # Work at 4x the final resolution: the 20x20 box becomes 80x80, then area-average down to 28x28.
+    scale = 80.0 / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    t = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
+    t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    width = _stroke_width((t > 0.5).float())
+    grow = int(round(MNIST_STROKE_4X - width))
+    if grow >= 2:
+        k = grow + 1 if grow % 2 == 0 else grow
+        t = F.max_pool2d(F.pad(t, (k, k, k, k)), k, 1, k // 2)[..., k:-k, k:-k]
+    elif grow <= -3:
+        k = min(-grow, 5) | 1
+        t = -F.max_pool2d(-F.pad(t, (k, k, k, k)), k, 1, k // 2)[..., k:-k, k:-k]
+    canvas = torch.zeros(1, 1, 112, 112)
+    img = t[0, 0]
+    total = img.sum().item()
+    ys, xs = torch.arange(nh, dtype=torch.float32), torch.arange(nw, dtype=torch.float32)
+    cy = (img.sum(1) * ys).sum().item() / total if total > 0 else nh / 2
+    cx = (img.sum(0) * xs).sum().item() / total if total > 0 else nw / 2
+    top, left = int(round(56 - cy)), int(round(56 - cx))
+    # Keep the whole box on the canvas even when the centre of mass is far from the box centre.
+    top, left = min(max(top, 0), 112 - nh), min(max(left, 0), 112 - nw)
+    canvas[0, 0, top:top + nh, left:left + nw] = img
+    return F.avg_pool2d(canvas, 4)[0, 0].numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Photos
+
+def _open_image(source: Any) -> Image.Image:
+    """Open a path, bytes or file object with Pillow's limits; errors become InputError."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError("the file does not exist")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"the file is larger than {MAX_FILE_BYTES // 2**20} MB")
+        if path.stat().st_size == 0:
+            raise InputError("the file is empty")
+    elif isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(source)
+            w, h = im.size
+            if w * h > MAX_PHOTO_PIXELS:
+                raise InputError(f"the image is too large ({w}x{h}); at most {MAX_PHOTO_PIXELS // 10**6} megapixels")
+            im.load()
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError("the image is too large to decode safely") from None
+    except UnidentifiedImageError:
+        raise InputError("the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"the image could not be decoded ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    return im
+
+
+def load_photo(source: Any) -> Image.Image:
+    """Any readable image -> upright RGB, transparency flattened onto white."""
+    im = source if isinstance(source, Image.Image) else (
+        Image.fromarray(source) if isinstance(source, np.ndarray) else _open_image(source))
+    if im.width < 1 or im.height < 1:
+        raise InputError("the image is empty")
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:
+        pass  # a broken EXIF block is no reason to refuse the pixels
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.float32)
+        im = Image.fromarray((a * (255.0 / max(a.max(), 1.0))).astype(np.uint8))
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        im = Image.fromarray(((a - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8))
+    if im.mode in ("P", "PA", "LA", "La") or "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA"))
+    return im.convert("RGB")
+
+
+def photo_to_input(source: Any, size: int = 32) -> np.ndarray:
+    """Centre-crop to a square and resize with antialiasing: (size, size, 3) uint8."""
+    im = load_photo(source)
+    w, h = im.size
+    side = min(w, h)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    return np.asarray(im.resize((size, size), Image.LANCZOS, box=box, reducing_gap=3.0), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
+    order = np.argsort(-probs)[:k]
+    return {classes[i]: float(probs[i]) for i in order}
+
+
+@dataclass
+class Predictor:
+    """A loaded checkpoint ready to predict single images on the CPU."""
+    path: Path
+    meta: dict
+    model: torch.nn.Module = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Predictor":
+        meta = ckpt.load_checkpoint(path)
+        model = ckpt.build_from_checkpoint(meta).to(memory_format=torch.channels_last)
+        meta.pop("state_dict", None)
+        meta.pop("train_state", None)
+        return cls(Path(path), meta, model)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["input_shape"])
+
+    @property
+    def name(self) -> str:
+        acc = self.meta.get("metrics", {}).get("test_acc")
+        return f"{self.meta['model']} ({self.meta['dataset']}{f', test {acc:.2%}' if acc else ''})"
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities for one image: HxW (grey) or HxWx3 uint8, or 0..1 floats."""
+        x = torch.as_tensor(np.asarray(image))
+        if x.is_floating_point():
+            x = x * 255.0
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        c, size, _ = self.input_shape
+        if x.shape[1] != c:
+            x = x.float().mean(1, keepdim=True) if c == 1 else x.expand(-1, 3, -1, -1)
+        if x.shape[-1] != size or x.shape[-2] != size:
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        logits = predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"],
+                                bool(self.meta.get("tta_flip")))
+        return torch.softmax(logits[0], 0).numpy()

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import data as D
+
+
+def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    for name, expected in (("mnist", "MNIST/raw"), ("cifar10", "cifar10-jpeg")):
+        with pytest.raises(D.DataError) as info:
+            D.load_dataset(name, "test", root=tmp_path)
+        assert str(tmp_path) in str(info.value) and expected in str(info.value)
+
+
+def test_mnist_real_data_is_exact(data_root):
+    test = D.load_dataset("mnist", "test", root=data_root)
+    assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.uint8
+    assert test.labels[:5].tolist() == [7, 2, 1, 0, 4]
+    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_cifar10_jpeg_copy_is_read_with_cifar_class_order(data_root):
+    test = D.load_dataset("cifar10", "test", root=data_root)
+    assert test.images.shape == (10000, 3, 32, 32)
+    assert test.classes == D.CIFAR10_CLASSES
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+
+
+def _write_folder(root, classes=("cat", "dog"), n=10, size=(20, 16)):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+
+
+def test_imagefolder_single_folder_is_split_80_20_by_seed(tmp_path):
+    _write_folder(tmp_path)
+    train = D.load_dataset("imagefolder", "train", root=tmp_path, image_size=24, channels=3, seed=1)
+    test = D.load_dataset("imagefolder", "test", root=tmp_path, image_size=24, channels=3, seed=1)
+    assert train.classes == ["cat", "dog"] and len(train) == 16 and len(test) == 4
+    assert train.images.shape[1:] == (3, 24, 24)
+
+
+def test_imagefolder_with_train_test_folders(tmp_path):
+    _write_folder(tmp_path / "train", n=6)
+    _write_folder(tmp_path / "test", n=2)
+    test = D.load_dataset("imagefolder", "test", root=tmp_path, image_size=16, channels=1)
+    assert len(test) == 4 and test.images.shape[1:] == (1, 16, 16)
+
+
+def test_imagefolder_errors_are_clear(tmp_path):
+    with pytest.raises(D.DataError, match="does not exist"):
+        D.load_dataset("imagefolder", "train", root=tmp_path / "nope")
+    (tmp_path / "only").mkdir()
+    with pytest.raises(D.DataError, match="one sub-folder per class"):
+        D.load_dataset("imagefolder", "train", root=tmp_path)
+
+
+def test_split_is_seeded_and_disjoint():
+    data = D.ImageData(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100), ["a", "b"], (0.5,), (0.5,), "x")
+    a_train, a_val = D.split_train_val(data, 0.2, seed=3)
+    b_train, b_val = D.split_train_val(data, 0.2, seed=3)
+    assert len(a_val) == 20 and len(a_train) == 80
+    assert torch.equal(a_val.labels, b_val.labels)
+    assert not set(a_val.labels.tolist()) & set(a_train.labels.tolist())
+
+
+def test_batched_augmentation_shapes_ranges_and_randomness():
+    g = torch.Generator().manual_seed(0)
+    photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    out = D.augment_batch(photos, "photos", g)
+    assert out.shape == photos.shape and out.min() >= 0 and out.max() <= 255
+    assert not torch.equal(out, photos.float())
+    digits = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
+    digits[:, :, 8:20, 12:16] = 255
+    out = D.augment_batch(digits, "digits", g)
+    assert out.shape == digits.shape and out.max() <= 255.001
+    assert (out.sum((1, 2, 3)) > 0).all()  # the digit survives the affine jitter
+
+
+def test_translate_moves_pixels_by_at_most_the_padding():
+    g = torch.Generator().manual_seed(1)
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1
+    out = D._random_translate(x, 2, g)
+    pos = out.view(64, -1).argmax(1)
+    rows, cols = pos // 9, pos % 9
+    assert ((rows - 4).abs() <= 2).all() and ((cols - 4).abs() <= 2).all()
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 5

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from core import models
+
+SHAPES = [(1, 28), (3, 32)]
+
+
+@pytest.mark.parametrize("name", models.list_models())
+@pytest.mark.parametrize("channels,size", SHAPES)
+def test_every_model_builds_and_trains_on_both_shapes(name, channels, size):
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=10, in_channels=channels, image_size=size)
+    x = torch.randn(2, channels, size, size)
+    out = model(x)
+    assert out.shape == (2, 10)
+    out.logsumexp(1).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_every_model_has_a_recipe_for_digits_and_photos(name):
+    for channels in (1, 3):
+        recipe = models.default_recipe(name, channels)
+        assert recipe["epochs"] >= 1 and recipe["batch_size"] >= 1 and recipe["lr"] > 0
+
+
+def test_seed_structures_match_their_specification():
+    cnn = models.create_model("cnn", 10, 1, 28)
+    assert cnn.classifier[1].in_features == 6272  # 128 x 7 x 7
+    assert [m.kernel_size for m in cnn.features if isinstance(m, torch.nn.Conv2d)] == [(11, 11), (5, 5)]
+    mlp = models.create_model("mlp", 10, 1, 28)
+    linear = [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == [512, 256, 128, 64, 10]
+    vgg = models.create_model("vgg", 10, 3, 32)
+    convs = [m.out_channels for m in vgg.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [64, 64, 128, 128, 256, 256, 512, 512]
+    lenet = models.create_model("lenet", 10, 3, 32)
+    assert lenet.classifier[1].in_features == 16 * 5 * 5
+
+
+def test_the_published_cnn_recipe_is_not_the_default():
+    recipe = models.default_recipe("cnn", 1)
+    assert not (recipe["optimizer"] == "adam" and recipe["lr"] >= 1e-2 and recipe["batch_size"] <= 10)
+
+
+def test_alexnet_sees_3x96x96_and_pretrained_offline_is_a_clear_error(monkeypatch):
+    net = models.create_model("alexnet", 10, 1, 28)
+    seen = {}
+    net[1].features[0].register_forward_pre_hook(lambda m, i: seen.update(shape=i[0].shape))
+    net(torch.zeros(1, 1, 28, 28))
+    assert tuple(seen["shape"][1:]) == (3, 96, 96)
+
+    import torchvision.models as tvm
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tvm.AlexNet_Weights, "get_state_dict", offline)
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    with pytest.raises(RuntimeError, match="offline"):
+        models.create_model("alexnet", 10, 3, 32, pretrained=True)
+
+
+def test_unknown_model_and_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="unknown model"):
+        models.create_model("resnet9000")
+    with pytest.raises(ValueError):
+        models.create_model("mlp", in_channels=2)
