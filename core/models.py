@@ -56,7 +56,11 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 1, image_s
         raise ValueError("in_channels must be 1 or 3")
     if not 8 <= image_size <= 256:
         raise ValueError("image_size must be between 8 and 256")
-    return get_spec(name).build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    spec = get_spec(name)
+    try:
+        return spec.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model {name!r} does not accept {sorted(kwargs)}: {exc}") from None
 
 
 def default_recipe(name: str, in_channels: int) -> dict:

@@ -33,7 +33,8 @@ SCHEDULES = ("onecycle", "cosine", "none")
 # Bounds enforced on every config, whoever sends it (CLI, web form, API).
 LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weight_decay": (0.0, 0.1),
           "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "val_split": (0.0, 0.5),
-          "max_steps": (0, 10_000_000), "image_size": (8, 128), "eval_every": (1, 200)}
+          "max_steps": (0, 10_000_000), "max_seconds": (0.0, 86_400.0), "image_size": (8, 128),
+          "eval_every": (1, 200)}
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     test: bool = True
     eval_every: int = 1  # evaluate val/test every N epochs (and always after the last)
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit); for quick runs
+    max_seconds: float = 0.0  # or after this much training wall time (0 = no limit); the run still evaluates
     seed: int = 0
     amp: bool | None = None  # None = on when training on CUDA
     device: str | None = None
@@ -217,8 +219,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     report: dict | None = history[-1] if history else None
     stopped = False
     progress_every = max(1, steps_per_epoch // 20)
+    out_of_time = False
     for epoch in range(start_epoch, cfg.epochs + 1):
-        if step >= total_steps:
+        if step >= total_steps or out_of_time:
             break
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         model.train()
@@ -229,6 +232,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
                 stopped = True
                 break
             if step >= total_steps:
+                break
+            if cfg.max_seconds and train_seconds + time.perf_counter() - t0 >= cfg.max_seconds:
+                out_of_time = True
                 break
             batch_index = batch_index.to(device)
             x = train_images[batch_index]
@@ -268,7 +274,7 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
         report = {"type": "epoch", "epoch": epoch, "epochs": cfg.epochs, "step": step,
                   "train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr,
                   "seconds": epoch_seconds, "train_seconds": train_seconds, "images_per_s": seen / epoch_seconds}
-        last = epoch == cfg.epochs or step >= total_steps
+        last = epoch == cfg.epochs or step >= total_steps or out_of_time
         evaluate_now = last or epoch % cfg.eval_every == 0
         if val_dev is not None and evaluate_now:
             v = _event_metrics(model, val_dev, device, cfg, amp_dtype, meta["tta_flip"])
@@ -313,6 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--val-split", type=float, default=0.0, help="fraction of train held out for validation")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this much training time (0: no limit)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (always after the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (CUDA only)")
@@ -322,6 +329,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=32, help="imagefolder: resize images to this size")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder: 1 (grey) or 3 (RGB)")
     p.add_argument("--pretrained", action="store_true", help="alexnet: start from ImageNet weights (online)")
+    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='extra constructor arguments, e.g. \'{"widths": [32, 64, 128]}\'')
     p.add_argument("--out", default=None, help="checkpoint path (default: runs/<dataset>-<model>.pt)")
     p.add_argument("--resume", default=None, help="continue from this checkpoint")
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")

@@ -72,3 +72,14 @@ def test_tampered_weights_are_refused(tmp_path):
     torch.save(payload, tmp_path / "b.pt")
     with pytest.raises(ckpt.CheckpointError, match="do not fit"):
         ckpt.build_from_checkpoint(ckpt.load_checkpoint(tmp_path / "b.pt"))
+
+
+def test_quantized_export_is_small_and_close(tmp_path):
+    torch.manual_seed(0)
+    model = _save(tmp_path / "cnn.pt", "cnn").eval()
+    ckpt.export_checkpoint(tmp_path / "cnn.pt", tmp_path / "cnn-q.pt", quantize=True)
+    assert (tmp_path / "cnn-q.pt").stat().st_size < 10 * 2**20 < (tmp_path / "cnn.pt").stat().st_size
+    rebuilt = ckpt.build_from_checkpoint(ckpt.load_checkpoint(tmp_path / "cnn-q.pt"))
+    x = torch.randn(4, 1, 28, 28)
+    a, b = model(x), rebuilt(x)
+    assert (a - b).abs().max() < 0.05 * a.abs().max()

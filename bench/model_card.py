@@ -1,0 +1,105 @@
+"""Write the model card of a shipped checkpoint from measurements (never typed by hand).
+
+    python -m bench.model_card checkpoints/mnist-digitnet.pt [--data-root DIR] [--pen-every 1] [--note TEXT]
+
+Measures test accuracy overall and per class (as `python -m core.evaluate`), parameter count, file size, CPU
+latency of one prediction, and for digit models the pen-digit accuracy (bench.pen_accuracy); the training recipe,
+epochs and wall time come from the checkpoint's own metadata. Writes `<checkpoint>.md` beside the file.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import pen_accuracy  # noqa: E402
+from core import checkpoint as ckpt  # noqa: E402
+from core import data as D  # noqa: E402
+from core.evaluate import evaluate_model  # noqa: E402
+from core.inference import Predictor  # noqa: E402
+from core.models import count_parameters  # noqa: E402
+
+DATA_NOTES = {
+    "mnist": "MNIST (exact idx files), 60,000 train / 10,000 test.",
+    "cifar10": "CIFAR-10 as a JPEG (quality 75) re-encoding of the 60,000 images, 50,000 train / 10,000 test: "
+               "accuracies on this copy are close to, not the same as, on the official files.",
+}
+
+
+def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:
+    c, size, _ = predictor.input_shape
+    rng = np.random.default_rng(0)
+    shape = (size, size) if c == 1 else (size, size, 3)
+    times = []
+    for i in range(n + 10):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        t0 = time.perf_counter()
+        predictor.probabilities(image)
+        if i >= 10:
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times), float(np.percentile(times, 95))
+
+
+def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> Path:
+    torch.set_num_threads(1)
+    payload = ckpt.load_checkpoint(path)
+    predictor = Predictor.load(path)
+    c, size, _ = payload["input_shape"]
+    test = D.load_dataset(payload["dataset"], "test", data_root, False, size, c)
+    result = evaluate_model(predictor.model, test, tta_flip=bool(payload.get("tta_flip")))
+    p50, p95 = latency_ms(predictor)
+    cfg = payload.get("config", {})
+    history = payload.get("history", [])
+    train_seconds = history[-1]["train_seconds"] if history else None
+    lines = [f"# {path.stem}", "", f"`{payload['model']}` trained on {payload['dataset']}. {note}".rstrip(), "",
+             "| | |", "|---|---|",
+             f"| test accuracy | **{result['acc']:.4f}** ({len(test)} images{', flip TTA' if payload.get('tta_flip') else ''}) |",
+             f"| parameters | {count_parameters(predictor.model):,} |",
+             f"| file size | {path.stat().st_size / 2**20:.2f} MB{' (' + payload['quantized'] + ')' if payload.get('quantized') else ''} |",
+             f"| CPU latency, one image (1 thread) | p50 {p50:.2f} ms, p95 {p95:.2f} ms |",
+             f"| epochs | {payload.get('epoch', len(history))} |",
+             f"| training wall time | {train_seconds:.0f} s |" if train_seconds else "| training wall time | - |",
+             f"| trained on | {payload.get('trained_on', 'CPU, 2 cores')} |",
+             f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')}, "
+             f"weight decay {cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
+             f"augmentation {'on' if cfg.get('augment') else 'off'}, seed {cfg.get('seed')}, "
+             f"model kwargs {payload.get('model_kwargs') or '{}'} |",
+             f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",
+             "", f"Data: {DATA_NOTES.get(payload['dataset'], payload['dataset'])}", "",
+             "## Per-class test accuracy", "", "| class | accuracy |", "|---|---:|"]
+    lines += [f"| {name} | {acc:.4f} |" for name, acc in result["per_class"].items()]
+    if c == 1 and payload["dataset"] == "mnist":
+        rows = pen_accuracy.evaluate_all(path, pen_every)
+        lines += ["", "## Real pen digits (1,749 digits by 7 writers, never trained on)", "",
+                  "Rendered as the sketchpad renders strokes, then the app's sketch preprocessing "
+                  "(`python -m bench.pen_accuracy`):", "", pen_accuracy.table(rows)]
+    lines += ["", f"Measured with `python -m bench.model_card {path}` on {platform.machine()} "
+                  f"({os.cpu_count()} cores), torch {torch.__version__}."]
+    out = path.with_suffix(".md")
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="+")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--pen-every", type=int, default=1)
+    p.add_argument("--note", default="")
+    args = p.parse_args(argv)
+    for path in args.checkpoint:
+        print(write_card(Path(path), args.data_root, args.pen_every, args.note).read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

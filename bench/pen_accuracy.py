@@ -1,0 +1,74 @@
+"""Accuracy on real pen digits drawn the way the sketchpad draws them, and per-prediction CPU latency.
+
+    python -m bench.pen_accuracy [--checkpoint checkpoints/mnist-digitnet.pt] [--every 1]
+
+Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush, thin (8 px) or
+thick (24 px), either as recorded (small, off-centre) or big and centred, then goes through the app's sketch
+preprocessing (core.inference.sketch_to_digit) and the model. Latency is preprocessing + forward for one sketch.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import pendigits  # noqa: E402
+from core.inference import Predictor, sketch_to_digit  # noqa: E402
+
+CANVAS = 400
+SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (small, off-centre)", "recorded", 24),
+            ("big, centred", "big", 8), ("big, centred", "big", 24)]
+
+
+def accuracy(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[float, list[float]]:
+    """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as wrong."""
+    correct, latencies = 0, []
+    for d in digits:
+        canvas = pendigits.render(pendigits.layout_strokes(d, CANVAS, layout), CANVAS, brush)
+        t0 = time.perf_counter()
+        x = sketch_to_digit({"composite": canvas})
+        pred = None if x is None else int(np.argmax(predictor.probabilities(x)))
+        latencies.append((time.perf_counter() - t0) * 1000)
+        correct += pred == d["label"]
+    return correct / len(digits), latencies
+
+
+def evaluate_all(checkpoint: str | Path, every: int = 1) -> list[dict]:
+    torch.set_num_threads(1)  # a web worker answers one sketch at a time
+    predictor = Predictor.load(checkpoint)
+    digits = pendigits.load()[::every]
+    rows = []
+    for label, layout, brush in SETTINGS:
+        acc, lat = accuracy(predictor, digits, layout, brush)
+        rows.append({"setting": label, "brush": brush, "n": len(digits), "acc": acc,
+                     "p50_ms": statistics.median(lat), "p95_ms": float(np.percentile(lat, 95))})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| drawn | brush px | digits | accuracy | latency p50 ms | p95 ms |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['setting']} | {r['brush']} | {r['n']} | {r['acc']:.4f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |"
+              for r in rows]
+    mean = sum(r["acc"] for r in rows) / len(rows)
+    lines.append(f"| **mean over settings** | | | **{mean:.4f}** | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="checkpoints/mnist-digitnet.pt")
+    p.add_argument("--every", type=int, default=1, help="use every n-th digit (1: all 1,749)")
+    args = p.parse_args(argv)
+    print(table(evaluate_all(args.checkpoint, args.every)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

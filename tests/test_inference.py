@@ -1,0 +1,131 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import pendigits
+from core import inference as I
+
+
+@pytest.fixture(scope="module")
+def pen():
+    return pendigits.load()
+
+
+def _sketch(digit, canvas=400, brush=12, layout="recorded"):
+    return pendigits.render(pendigits.layout_strokes(digit, canvas, layout), canvas, brush)
+
+
+def test_sketch_is_mnist_like(pen):
+    x = I.sketch_to_digit({"composite": _sketch(pen[0])})
+    assert x.shape == (28, 28) and 0 <= x.min() and x.max() <= 1
+    rows, cols = np.nonzero(x > 0.1)
+    # fits the 20x20 box (plus antialiasing), centre of mass near the middle, white on black
+    assert np.ptp(rows) <= 21 and np.ptp(cols) <= 21 and max(np.ptp(rows), np.ptp(cols)) >= 18
+    cy, cx = (np.indices(x.shape) * x).reshape(2, -1).sum(1) / x.sum()
+    assert abs(cy - 13.5) < 1.5 and abs(cx - 13.5) < 1.5
+    assert x[0].max() == 0 and x[:, 0].max() == 0
+
+
+@pytest.mark.parametrize("canvas", [280, 400, 800])
+def test_canvas_size_and_layout_do_not_change_the_digit_much(pen, canvas):
+    ref = I.sketch_to_digit(_sketch(pen[3], 400, 12, "big"))
+    other = I.sketch_to_digit(_sketch(pen[3], canvas, 12 * canvas / 400, "recorded"))
+    assert np.abs(ref - other).mean() < 0.08
+
+
+def test_polarity_transparency_and_brush_colour_are_handled(pen):
+    white = _sketch(pen[5])
+    ref = I.sketch_to_digit({"composite": white})
+    inverted = I.sketch_to_digit({"composite": 255 - white})
+    rgba = np.zeros((*white.shape[:2], 4), np.uint8)
+    rgba[..., 3] = 255 - white[..., 0]
+    transparent = I.sketch_to_digit({"background": None, "layers": [rgba], "composite": rgba})
+    blue = white.copy()
+    blue[white[..., 0] < 128] = (20, 40, 230)
+    coloured = I.sketch_to_digit(blue)
+    assert np.abs(ref - inverted).max() < 1e-6
+    assert np.abs(ref - transparent).max() < 1e-6
+    assert np.abs(ref - coloured).mean() < 0.02
+
+
+def test_thin_and_thick_brushes_end_near_mnist_stroke_width(pen):
+    widths = []
+    for brush in (4, 30):
+        x = I.sketch_to_digit(_sketch(pen[7], 400, brush, "big"))
+        ink = (x > 0.5).sum()
+        widths.append(ink)
+    thin, thick = widths
+    assert thick / thin < 2.5  # raw strokes differ 7.5x in width
+
+
+@pytest.mark.parametrize("empty", [None, {}, {"composite": None, "layers": [], "background": None},
+                                   np.full((400, 400, 4), 255, np.uint8), np.zeros((400, 400, 4), np.uint8),
+                                   np.full((300, 300), 255, np.uint8)])
+def test_empty_canvas_is_no_digit(empty):
+    assert I.sketch_to_digit(empty) is None
+
+
+def test_a_dot_is_no_digit():
+    canvas = np.full((400, 400, 3), 255, np.uint8)
+    canvas[200:203, 200:203] = 0
+    assert I.sketch_to_digit(canvas) is None
+
+
+def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_photo_modes_become_rgb_32(tmp_path):
+    cases = {
+        "rgba.png": Image.new("RGBA", (50, 40), (255, 0, 0, 0)),
+        "grey.png": Image.new("L", (64, 64), 128),
+        "palette.gif": Image.new("P", (10, 10)),
+        "cmyk.jpg": Image.new("CMYK", (40, 40), (0, 255, 0, 0)),
+        "one.png": Image.new("RGB", (1, 1), (0, 0, 255)),
+        "sixteen.png": Image.fromarray(np.full((20, 20), 40000, np.uint16)),
+    }
+    for name, img in cases.items():
+        path = tmp_path / name
+        img.save(path)
+        out = I.photo_to_input(path)
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8, name
+    assert (I.photo_to_input(tmp_path / "rgba.png") == 255).all()  # transparent -> white
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (60, 30), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 30, 30))  # white on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    img.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    upright = I.load_photo(tmp_path / "rot.jpg")
+    assert upright.size == (30, 60)
+    a = np.asarray(upright)
+    assert a[:20].mean() > 200 and a[-20:].mean() < 50  # white ends up on top
+
+
+@pytest.mark.parametrize("content,message", [(b"", "empty"), (b"hello", "not an image"),
+                                             (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image")])
+def test_bad_files_are_clear_errors(tmp_path, content, message):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(I.InputError, match=message):
+        I.photo_to_input(tmp_path / "bad.png")
+
+
+def test_truncated_and_bomb_images_are_refused(tmp_path):
+    data = _png(Image.new("RGB", (200, 200), (10, 200, 30)), "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
+    with pytest.raises(I.InputError):
+        I.photo_to_input(tmp_path / "cut.jpg")
+    (tmp_path / "bomb.png").write_bytes(_png(Image.new("1", (12000, 12000))))
+    with pytest.raises(I.InputError, match="too large"):
+        I.photo_to_input(tmp_path / "bomb.png")
+
+
+def test_top_k_orders_probabilities():
+    probs = np.array([0.1, 0.6, 0.3])
+    assert list(I.top_k(probs, ["a", "b", "c"], 2)) == ["b", "c"]
