@@ -96,6 +96,13 @@ class InputAdapter(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # The five seed nets, with the structure they were published with.
 
+def _fc_head(flat: int, hidden: tuple[int, int], num_classes: int, dropout: float) -> nn.Sequential:
+    """Flatten, two ReLU+dropout hidden layers, linear output."""
+    (a, b) = hidden
+    return nn.Sequential(nn.Flatten(), nn.Linear(flat, a), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout), nn.Linear(b, num_classes))
+
+
 class SigmoidMLP(nn.Module):
     """4 hidden sigmoid layers: in-512-256-128-64-classes."""
 
@@ -121,11 +128,8 @@ class TwoBlockCNN(nn.Module):
             nn.Conv2d(in_channels, 64, 11, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(64, 128, 5, padding="same"), nn.ReLU(), nn.MaxPool2d(2),
         )
-        flat = _flat_features(self.features, in_channels, image_size)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, 2048), nn.ReLU(), nn.Dropout(0.3),
-            nn.Linear(2048, 1024), nn.ReLU(), nn.Dropout(0.3), nn.Linear(1024, num_classes),
-        )
+        self.classifier = _fc_head(_flat_features(self.features, in_channels, image_size), (2048, 1024),
+                                   num_classes, dropout=0.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -143,11 +147,8 @@ class VGGStyle(nn.Module):
                        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             c = width
         self.features = nn.Sequential(*layers)
-        flat = _flat_features(self.features, in_channels, image_size)
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(0.5),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes),
-        )
+        self.classifier = _fc_head(_flat_features(self.features, in_channels, image_size), (4096, 4096),
+                                   num_classes, dropout=0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
