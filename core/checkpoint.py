@@ -51,6 +51,8 @@ def save_checkpoint(path: str | Path, meta: dict, state_dict: dict, train_state:
     payload = {**meta, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
     if train_state is not None:
         payload["train_state"] = train_state
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a process killed mid-write; never a valid checkpoint
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
