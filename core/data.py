@@ -240,9 +240,13 @@ def _random_translate(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Te
     return padded[batch, chan, rows, cols]
 
 
-def _random_affine(x: torch.Tensor, g: torch.Generator, degrees: float = 12.0, scale: tuple = (0.85, 1.1),
-                   shear: float = 0.2, shift: float = 0.1) -> torch.Tensor:
-    """Batched small rotation/scale/shear/shift of float images via one affine grid."""
+def _random_warp(x: torch.Tensor, g: torch.Generator, degrees: float = 12.0, scale: tuple = (0.85, 1.1),
+                 shear: float = 0.2, shift: float = 0.1, elastic: float = 0.0) -> torch.Tensor:
+    """Batched small rotation/scale/shear/shift, plus an optional smooth elastic displacement, in one resampling.
+
+    `elastic` is the displacement amplitude as a fraction of the image half-width; the field is random noise on a
+    5x5 grid upsampled bicubically, so strokes bend the way different hands bend them rather than jitter.
+    """
     n = x.shape[0]
 
     def uniform(lo, hi):
@@ -255,24 +259,28 @@ def _random_affine(x: torch.Tensor, g: torch.Generator, degrees: float = 12.0, s
     theta = torch.stack([torch.stack([cos, -sin + sh, uniform(-shift, shift)], 1),
                          torch.stack([sin, cos, uniform(-shift, shift)], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if elastic > 0:
+        noise = (torch.rand(n, 2, 5, 5, generator=g) * 2 - 1).to(x.device) * elastic
+        field = F.interpolate(noise, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        grid = grid + field.permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
 def _random_stroke_width(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Thicken a third of the digits and thin another third, as pens and brushes differ from MNIST's."""
+    """Thicken a third of the digits by one pixel and thin another third, as pens and brushes differ from MNIST's."""
     n = x.shape[0]
     choice = torch.randint(0, 3, (n,), generator=g).to(x.device)[:, None, None, None]
-    thick = F.max_pool2d(x, 3, stride=1, padding=1)
-    thin = -F.max_pool2d(-x, 2, stride=1, padding=0)
-    thin = F.pad(thin, (0, 1, 0, 1))
-    # Blend halfway so the width change stays sub-pixel on average, like a slightly wider or narrower pen.
-    return torch.where(choice == 1, 0.5 * (x + thick), torch.where(choice == 2, 0.5 * (x + thin), x))
+    padded = F.pad(x, (0, 1, 0, 1))
+    thick = F.max_pool2d(padded, 2, stride=1)
+    thin = -F.max_pool2d(-padded, 2, stride=1)
+    return torch.where(choice == 1, thick, torch.where(choice == 2, thin, x))
 
 
 def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
     """Augment a uint8 batch on its device; returns floats in [0, 255].
 
-    kind "photos": random translate by 2 and horizontal flip; kind "digits": stroke width, small affine.
+    kind "photos": random translate by 2 and horizontal flip; kind "digits": stroke width, small affine and
+    elastic warp (handwriting varies in slant, proportions and curvature, not only in position).
     """
     x = images.float()
     if kind == "photos":
@@ -281,7 +289,7 @@ def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator) -> torch.
         return torch.where(flip, x.flip(3), x)
     if kind == "digits":
         x = _random_stroke_width(x, g)
-        return _random_affine(x, g)
+        return _random_warp(x, g, elastic=0.08)
     raise ValueError(f"unknown augmentation kind {kind!r}")
 
 
