@@ -276,4 +276,4 @@ class Predictor:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         logits = predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"],
                                 bool(self.meta.get("tta_flip")))
-        return torch.softmax(logits[0], 0).numpy()
+        return torch.softmax(logits[0] / float(self.meta.get("temperature", 1.0)), 0).numpy()

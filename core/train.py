@@ -24,7 +24,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import data as D
 from . import models
-from .evaluate import evaluate_model
+from .evaluate import evaluate_model, fit_temperature
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "pick_device", "train", "resolve_config", "main"]
 
@@ -284,6 +284,12 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
             report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
                           confusion=t["confusion"], samples=t["samples"])
         history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
+        if last:
+            # Calibrate on held-out data when there is some, else on (unaugmented) training images.
+            calib = val_dev if val_dev is not None else train_set.subset(
+                torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000]).to(device)
+            meta["temperature"] = report["temperature"] = fit_temperature(model, calib, meta["tta_flip"],
+                                                                          device=device)
         if cfg.out:
             metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds") if k in report}
             train_state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
