@@ -26,7 +26,8 @@ from . import data as D
 from . import models
 from .evaluate import evaluate_model, fit_temperature
 
-__all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "pick_device", "train", "resolve_config", "main"]
+__all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
+           "resolve_config", "summarize", "start_line", "epoch_line", "main"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "none")
@@ -34,7 +35,10 @@ SCHEDULES = ("onecycle", "cosine", "none")
 LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weight_decay": (0.0, 0.1),
           "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "val_split": (0.0, 0.5),
           "max_steps": (0, 10_000_000), "max_seconds": (0.0, 86_400.0), "image_size": (8, 128),
-          "eval_every": (1, 200)}
+          "eval_every": (1, 200), "max_train_images": (0, 10_000_000)}
+# The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
+SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
+                "images_per_s", "checkpoint", "stopped", "per_class")
 
 
 @dataclass
@@ -57,6 +61,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate val/test every N epochs (and always after the last)
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit); for quick runs
     max_seconds: float = 0.0  # or after this much training wall time (0 = no limit); the run still evaluates
+    max_train_images: int = 0  # train on a seeded subset of this many images (0 = all); short epochs for demos
     seed: int = 0
     amp: bool | None = None  # None = on when training on CUDA
     device: str | None = None
@@ -92,7 +97,7 @@ def resolve_config(cfg: TrainConfig, in_channels: int) -> TrainConfig:
     if int(out.epochs) != out.epochs or int(out.batch_size) != out.batch_size:
         raise ValueError("epochs and batch_size must be whole numbers")
     out.epochs, out.batch_size, out.max_steps = int(out.epochs), int(out.batch_size), int(out.max_steps)
-    out.eval_every = int(out.eval_every)
+    out.eval_every, out.max_train_images = int(out.eval_every), int(out.max_train_images)
     if out.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {out.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if out.schedule not in SCHEDULES:
@@ -158,6 +163,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     in_channels = train_full.input_shape[0]
     cfg = resolve_config(cfg, in_channels)
     train_set, val_set = D.split_train_val(train_full, cfg.val_split, cfg.seed)
+    if 0 < cfg.max_train_images < len(train_set):
+        keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 1))
+        train_set = train_set.subset(keep[:cfg.max_train_images])
     test_set = D.load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
                               cfg.seed) if cfg.test else None
     if len(train_set) < 2:
@@ -326,6 +334,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", type=float, default=0.0, help="fraction of train held out for validation")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this much training time (0: no limit)")
+    p.add_argument("--max-train-images", type=int, default=0,
+                   help="train on a seeded subset of this many images (0: all)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (always after the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (CUDA only)")
@@ -364,11 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         for event in train(cfg):
             kind = event["type"]
             if kind == "start":
-                c = event["config"]
-                print(f"{c['model']} on {c['dataset']} ({event['train_size']} train, {event['val_size']} val, "
-                      f"{event['test_size']} test) | {event['parameters']:,} parameters | device {event['device']}"
-                      f"{' amp ' + event['amp'] if event['amp'] else ''} | {c['optimizer']} lr {c['lr']} "
-                      f"batch {c['batch_size']} epochs {c['epochs']}", file=sys.stderr)
+                print(start_line(event), file=sys.stderr)
             elif kind == "progress":
                 if bar is None:
                     bar = tqdm(total=event["batches"], desc=f"epoch {event['epoch']}/{event['epochs']}",
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 if bar is not None:
                     bar.close()
                     bar = None
-                print(_epoch_line(event), file=sys.stderr)
+                print(epoch_line(event), file=sys.stderr)
             else:
                 summary = event
         if bar is not None:
@@ -392,13 +398,25 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
         return 130
     if args.json:
-        keys = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
-                "images_per_s", "checkpoint", "stopped", "per_class")
-        print(json.dumps({k: summary.get(k) for k in keys if k in summary}))
+        print(json.dumps(summarize(summary)))
     return 0
 
 
-def _epoch_line(e: dict) -> str:
+def summarize(event: dict) -> dict:
+    """The `--json` summary of an epoch or end event."""
+    return {k: event[k] for k in SUMMARY_KEYS if k in event}
+
+
+def start_line(e: dict) -> str:
+    """The log line for a start event (CLI and web app)."""
+    c = e["config"]
+    return (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, {e['test_size']} test) "
+            f"| {e['parameters']:,} parameters | device {e['device']}{' amp ' + e['amp'] if e['amp'] else ''} "
+            f"| {c['optimizer']} lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
+
+
+def epoch_line(e: dict) -> str:
+    """The log line for an epoch report (CLI and web app)."""
     parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}", f"train_acc {e['train_acc']:.4f}"]
     if "val_acc" in e:
         parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}")

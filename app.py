@@ -1,0 +1,301 @@
+"""TinyVision Studio: the web app. Builds the page and wires events to the handlers in core/; nothing else.
+
+    python app.py    # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT to change)
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import gradio as gr
+
+from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, TOP_K, Studio, blank_canvas
+from core.inference import InputError
+from core.models import list_models
+from core.train import OPTIMIZERS
+from core.training_ui import (DATASET_LABELS, FAST, LIMITS, OUTPUTS, TABLE_HEADERS, TrainingService, TrainRequest,
+                              progress_html, recipe)
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))
+CANVAS = 400  # sketch pixels; the page scales the canvas to the space it has
+BRUSH_RADIUS = 12  # a pen-like stroke on this canvas; preprocessing brings any width to MNIST's anyway
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Show an InputError's message on the page and return it to API callers (other errors stay generic)."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        try:
+            return fn(*args)
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+    return wrapper
+
+
+def _blank_sketch() -> dict:
+    # A sketchpad with an image opens with the brush selected; an empty one opens with no tool.
+    white = blank_canvas(CANVAS)
+    return {"background": white, "layers": [], "composite": white}
+
+
+def _cleared() -> tuple:
+    return _blank_sketch(), None, None, EMPTY_SKETCH
+
+
+def _session(request: gr.Request | None) -> str:
+    return request.session_hash if request is not None and request.session_hash else ""
+
+
+def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, session_models: gr.State,
+               digit_model: gr.Dropdown, photo_model: gr.Dropdown) -> None:
+    """The Train tab: a form bounded by core.train.LIMITS, a live dashboard, stop/resume, download, use, upload."""
+    def bounds(name: str) -> str:
+        lo, hi = LIMITS[name]
+        return f"{lo:g} to {hi:g} (checked on the server)"
+
+    cap = f"; this server stops every run after {training.max_seconds:g} s" if training.max_seconds else ""
+    with gr.Tab("Train", id="train"):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=320):
+                fast = gr.Button("⚡ Fast preset: digitnet on MNIST", elem_id="train-fast")
+                dataset = gr.Dropdown([(DATASET_LABELS[d], d) for d in training.datasets], value="mnist",
+                                      label="Dataset", elem_id="train-dataset")
+                folder = gr.Textbox("", label="Image folder", visible=False, elem_id="train-folder",
+                                    info="a path inside the folder this server allows; one sub-folder per class")
+                model = gr.Dropdown(list_models(), value="digitnet", label="Model", elem_id="train-model",
+                                    info="choosing a model (or dataset) fills in its default recipe")
+                epochs = gr.Slider(*LIMITS["epochs"], step=1, value=FAST["epochs"], label="Epochs",
+                                   elem_id="train-epochs")
+                batch_size = gr.Number(FAST["batch_size"], precision=0, minimum=LIMITS["batch_size"][0],
+                                       maximum=LIMITS["batch_size"][1], label="Batch size", info=bounds("batch_size"),
+                                       elem_id="train-batch")
+                lr = gr.Number(FAST["lr"], minimum=LIMITS["lr"][0], maximum=LIMITS["lr"][1], label="Learning rate",
+                               info=bounds("lr"), elem_id="train-lr")
+                optimizer = gr.Dropdown(list(OPTIMIZERS), value=FAST["optimizer"], label="Optimizer",
+                                        elem_id="train-optimizer")
+                val_split = gr.Slider(*LIMITS["val_split"], step=0.05, value=0.0, label="Validation split",
+                                      info="fraction of the training images held out", elem_id="train-val")
+                augment = gr.Checkbox(FAST["augment"], label="Augmentation", elem_id="train-augment")
+                amp = gr.Checkbox(True, label="Mixed precision (AMP)", visible=training.amp_available,
+                                  elem_id="train-amp")
+                with gr.Accordion("Budget", open=False, elem_id="train-budget"):
+                    max_steps = gr.Number(0, precision=0, minimum=LIMITS["max_steps"][0],
+                                          maximum=LIMITS["max_steps"][1], label="Max steps (0 = no limit)",
+                                          info=bounds("max_steps"), elem_id="train-max-steps")
+                    max_seconds = gr.Number(0, minimum=LIMITS["max_seconds"][0], maximum=LIMITS["max_seconds"][1],
+                                            label="Max seconds of training (0 = no limit)",
+                                            info=bounds("max_seconds") + cap, elem_id="train-max-seconds")
+                    max_train_images = gr.Number(0, precision=0, minimum=LIMITS["max_train_images"][0],
+                                                 maximum=LIMITS["max_train_images"][1],
+                                                 label="Train on at most N images (0 = all)",
+                                                 info="short epochs: watch several in seconds",
+                                                 elem_id="train-max-images")
+                with gr.Row():
+                    train_btn = gr.Button("Train", variant="primary", elem_id="train-start")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                    resume_btn = gr.Button("Resume", elem_id="train-resume")
+                status = gr.Markdown(training.device_note(), elem_id="train-status")
+            with gr.Column(scale=2):
+                progress = gr.HTML(progress_html(0.0, "Pick a dataset and a model, then click Train."),
+                                   elem_id="train-progress")
+                with gr.Row():
+                    # The figures carry their own titles; a floating label would cover them.
+                    curves = gr.Image(label="Loss and accuracy per epoch", show_label=False, interactive=False,
+                                      format="png", height=300, elem_id="train-curves")
+                    samples = gr.Image(label="Test samples", show_label=False, interactive=False, format="png",
+                                       height=300, elem_id="train-samples")
+                with gr.Row():
+                    per_class = gr.Image(label="Per-class accuracy", show_label=False, interactive=False,
+                                         format="png", height=360, elem_id="train-per-class")
+                    confusion = gr.Image(label="Confusion matrix", show_label=False, interactive=False,
+                                         format="png", height=360, elem_id="train-confusion")
+                table = gr.Dataframe(headers=TABLE_HEADERS, datatype="str", interactive=False, label="Metrics",
+                                     elem_id="train-table")
+                log = gr.Textbox(label="Log", lines=3, max_lines=12, interactive=False, elem_id="train-log")
+                report = gr.JSON(label="Latest report (the keys of the CLI's --json)", max_height=260,
+                                 elem_id="train-report")
+                with gr.Row():
+                    checkpoint = gr.File(label="Checkpoint (download)", interactive=False, height=140,
+                                         elem_id="train-checkpoint")
+                    with gr.Column():
+                        use_btn = gr.Button("Use this model", elem_id="train-use")
+                        upload = gr.File(label="Upload a checkpoint (.pt)", file_types=[".pt"], height=140,
+                                         elem_id="train-upload")
+                use_status = gr.Markdown(elem_id="train-use-status")
+    run_state = gr.State({"checkpoint": None, "resumable": False})
+
+    shown = dict(zip(OUTPUTS, (progress, curves, samples, per_class, confusion, table, log, report, checkpoint,
+                               run_state)))
+
+    def stream(updates) -> Iterator[tuple]:
+        """Core's update dicts as output tuples; what did not change is skipped, the status note cleared once."""
+        note = training.device_note()
+        try:
+            for update in updates:
+                yield (*(update[k] if k in update else gr.skip() for k in OUTPUTS), note)
+                note = gr.skip()
+        except InputError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def train(dataset: str, model: str, epochs: int, batch_size: int, lr: float, optimizer: str, val_split: float,
+              augment: bool, amp: bool, max_steps: int, max_seconds: float, max_train_images: int, folder: str,
+              request: gr.Request):
+        yield from stream(training.run(
+            TrainRequest(dataset, model, epochs, batch_size, lr, optimizer, val_split, augment, amp, max_steps,
+                         max_seconds, max_train_images, folder), _session(request)))
+
+    def resume(run: dict, request: gr.Request):
+        if not (run or {}).get("resumable"):
+            raise gr.Error("Nothing to resume: stop a run after its first epoch, or upload a stopped run's checkpoint.")
+        yield from stream(training.run(TrainRequest(), _session(request), resume_from=run["checkpoint"]))
+
+    def stop(request: gr.Request) -> str:
+        if training.stop(_session(request)):
+            return "Stopping after this batch; the last completed epoch's checkpoint is kept."
+        return "No training of yours is running."
+
+    def queued_note() -> str:
+        return ("Another training is running on this machine; yours waits in the queue and starts when it ends."
+                if training.busy() else gr.skip())
+
+    def offer(own: dict, kind: str, key: str) -> tuple:
+        return tuple(gr.update(choices=studio.choices(k, own), **({"value": key} if k == kind else {}))
+                     for k in (DIGITS, PHOTOS))
+
+    def use(run: dict, own: dict):
+        own, kind, key, message = training.use_checkpoint((run or {}).get("checkpoint"), own)
+        return own, *offer(own, kind, key), message
+
+    def adopt(path: str | None, own: dict):
+        own, kind, key, run, message = training.adopt_upload(path, own)
+        return own, *offer(own, kind, key), run, run["checkpoint"], message
+
+    def fill_recipe(dataset: str, model: str) -> tuple:
+        r = recipe(model, dataset)
+        return r["epochs"], r["batch_size"], r["lr"], r["optimizer"], r["augment"], gr.update(
+            visible=dataset == "imagefolder")
+
+    form = [dataset, model, epochs, batch_size, lr, optimizer, val_split, augment, amp, max_steps, max_seconds,
+            max_train_images, folder]
+    recipe_fields = [epochs, batch_size, lr, optimizer, augment, folder]
+    outputs = [*shown.values(), status]
+    for chosen in (dataset.input, model.input):
+        chosen(_user_errors(fill_recipe), [dataset, model], recipe_fields, queue=False, api_visibility="private")
+    fast.click(lambda: ("mnist", "digitnet", 0.0, *fill_recipe("mnist", "digitnet")), None,
+               [dataset, model, val_split, *recipe_fields], queue=False, api_visibility="private")
+    # One training at a time on this machine; predictions have their own queue ("predict") and stay responsive.
+    train_btn.click(queued_note, None, status, queue=False, api_visibility="private")
+    train_btn.click(train, form, outputs, api_name="train", concurrency_limit=1, concurrency_id="train",
+                    show_progress="minimal", show_progress_on=[progress])
+    resume_btn.click(queued_note, None, status, queue=False, api_visibility="private")
+    resume_btn.click(resume, [run_state], outputs, api_visibility="private", concurrency_limit=1,
+                     concurrency_id="train", show_progress="minimal", show_progress_on=[progress])
+    stop_btn.click(stop, None, status, queue=False, api_name="stop_training")
+    use_btn.click(_user_errors(use), [run_state, session_models],
+                  [session_models, digit_model, photo_model, use_status], api_visibility="private")
+    upload.upload(_user_errors(adopt), [upload, session_models],
+                  [session_models, digit_model, photo_model, run_state, checkpoint, use_status],
+                  api_visibility="private")
+    def leave(request: gr.Request) -> None:
+        training.stop(_session(request))
+
+    # A visitor who leaves stops their training, so the machine is free for the next one.
+    demo.unload(leave)
+
+
+def training_from_args(argv: list[str] | None = None) -> TrainingService:
+    """The Train tab's server settings: flags, else TINYVISION_ALLOW_FOLDERS / TINYVISION_MAX_TRAIN_SECONDS."""
+    p = argparse.ArgumentParser(description="TinyVision Studio web app")
+    p.add_argument("--allow-folders", metavar="DIR", default=os.environ.get("TINYVISION_ALLOW_FOLDERS"),
+                   help="offer the image-folder dataset for folders inside DIR (nothing outside it)")
+    p.add_argument("--max-train-seconds", type=float,
+                   default=float(os.environ.get("TINYVISION_MAX_TRAIN_SECONDS", 0)),
+                   help="cap every training run at this many seconds (0: no cap)")
+    args = p.parse_args(argv)
+    return TrainingService(folder_root=args.allow_folders, max_seconds=args.max_train_seconds)
+
+
+def _answer_column(studio: Studio, kind: str, prefix: str, prompt: str, seen_size: str) -> tuple:
+    """Model dropdown, prediction, status line and the model's-eye view of a predictor tab."""
+    with gr.Column(scale=2):
+        model = gr.Dropdown(choices=studio.choices(kind), value=studio.default(kind), label="Model",
+                            elem_id=f"{prefix}-model")
+        label = gr.Label(num_top_classes=TOP_K[kind], label="Prediction", elem_id=f"{prefix}-label")
+        status = gr.Markdown(prompt, label="Status", elem_id=f"{prefix}-status")
+        seen = gr.Image(label=f"What the model saw ({seen_size})", interactive=False, height=240, buttons=[],
+                        elem_id=f"{prefix}-seen")
+    return model, label, status, seen
+
+
+def build_app(studio: Studio | None = None, training: TrainingService | None = None) -> gr.Blocks:
+    studio = studio or Studio()
+    predict_digit = _user_errors(studio.predict_digit)
+    classify_image = _user_errors(studio.classify_image)
+
+    with gr.Blocks(title="TinyVision Studio") as demo:
+        gr.Markdown("# TinyVision Studio\nDraw a digit or drop in a photo; small models answer on this machine.")
+        with gr.Tab("Draw a digit", id="draw"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    sketch = gr.Sketchpad(
+                        value=_blank_sketch(), type="numpy", canvas_size=(CANVAS, CANVAS), fixed_canvas=True,
+                        brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"], color_mode="fixed"),
+                        eraser=gr.Eraser(default_size=2 * BRUSH_RADIUS), layers=False, transforms=(),
+                        height=520, label="Draw a digit", elem_id="sketch")
+                    clear_sketch = gr.Button("Clear", elem_id="clear-sketch")
+                digit_model, digit_label, digit_status, digit_seen = _answer_column(studio, DIGITS, "digit",
+                                                                                    EMPTY_SKETCH, "28x28")
+        with gr.Tab("Classify a photo", id="photo"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    photo = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"], label="Photo",
+                                     height=360, elem_id="photo")
+                    gr.Examples(examples=[[str(p)] for p in EXAMPLES], inputs=[photo], label="Examples")
+                photo_model, photo_label, photo_status, photo_seen = _answer_column(studio, PHOTOS, "photo",
+                                                                                    EMPTY_PHOTO, "32x32")
+        session_models = gr.State({})  # the models this visitor trained or uploaded (Train tab), theirs only
+        _train_tab(demo, training or TrainingService(), studio, session_models, digit_model, photo_model)
+
+        digit_outputs = [digit_label, digit_seen, digit_status]
+        # Each finished stroke is an input event; "always_last" skips strokes a busy server has not reached yet.
+        # (The sketchpad's change event does not fire for strokes drawn in the browser.)
+        sketch.input(predict_digit, [sketch, digit_model, session_models], digit_outputs, api_name="predict_digit",
+                     trigger_mode="always_last", show_progress="hidden", concurrency_id="predict",
+                     concurrency_limit=2)
+        digit_model.change(predict_digit, [sketch, digit_model, session_models], digit_outputs,
+                           api_visibility="private", show_progress="hidden", concurrency_id="predict")
+        # Clearing puts the blank canvas back, and with it the brush (an emptied sketchpad has no tool selected).
+        for clearing in (clear_sketch.click, sketch.clear):
+            clearing(_cleared, None, [sketch, *digit_outputs], api_visibility="private", queue=False)
+
+        photo_outputs = [photo_label, photo_seen, photo_status]
+        # The raw upload goes to the handler (preprocess=False) so that it, not Gradio's own decoder, opens the
+        # file with the project's limits and a clear message for a bad one. Old results are cleared at once in
+        # the browser, so a refused file never leaves the previous prediction on screen.
+        photo.change(None, None, photo_outputs, js=f"() => [null, null, {EMPTY_PHOTO!r}]", queue=False,
+                     api_visibility="private")
+        photo.change(classify_image, [photo, photo_model, session_models], photo_outputs, api_name="classify_image",
+                     preprocess=False, concurrency_id="predict")
+        photo_model.change(classify_image, [photo, photo_model, session_models], photo_outputs, preprocess=False,
+                           api_visibility="private", concurrency_id="predict")
+    return demo
+
+
+def launch(demo: gr.Blocks | None = None, **kwargs) -> gr.Blocks:
+    """Start the server (host/port from GRADIO_SERVER_NAME/GRADIO_SERVER_PORT unless given).
+
+    show_error: a request the server cannot even parse (a number where an image belongs) is answered with what
+    was wrong instead of a generic failure.
+    """
+    demo = demo or build_app()
+    demo.queue(default_concurrency_limit=2)
+    demo.launch(show_error=True, **kwargs)
+    return demo
+
+
+if __name__ == "__main__":
+    launch(build_app(training=training_from_args()))

@@ -1,0 +1,143 @@
+"""What the app's events do: plain functions from what the page sends to what it shows.
+
+Nothing here imports gradio, so tests call these directly. A problem with the user's input is an `InputError`
+whose message is written for the user; the app turns it into an error message on the page and in the API.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .inference import InputError, Predictor, load_photo, photo_to_input, sketch_to_digit, top_k
+
+__all__ = ["CHECKPOINT_DIR", "DIGITS", "PHOTOS", "EMPTY_SKETCH", "EMPTY_PHOTO", "MIN_PHOTO_SIDE", "Studio",
+           "enlarge", "blank_canvas"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+DIGITS, PHOTOS = "digits", "photos"
+# Default model per tab: the first of these that is shipped, else the first shipped model of that kind.
+PREFERRED = {DIGITS: ("mnist-digitnet",), PHOTOS: ("cifar10-cifarnet", "cifar10-lenet")}
+TOP_K = {DIGITS: 3, PHOTOS: 5}
+# The model's input is tiny; shown at this many screen pixels per input pixel so the user can see what it saw.
+SEEN_SIZE = 224
+# Below this a photo holds no object to recognise; refusing says so instead of guessing from one colour.
+MIN_PHOTO_SIDE = 8
+
+EMPTY_SKETCH = "✏️ **Draw a digit** (0-9) in the white box. The prediction updates after every stroke."
+EMPTY_PHOTO = "📷 **Upload a photo** (PNG, JPEG, WebP, any size) or click an example below."
+
+
+def enlarge(image: np.ndarray, size: int = SEEN_SIZE) -> np.ndarray:
+    """Nearest-neighbour upscale to about `size` pixels (uint8), keeping the model's pixels visible as squares."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    k = max(1, size // max(a.shape[:2]))
+    return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
+
+
+def blank_canvas(size: int) -> np.ndarray:
+    """A white RGB canvas: the sketchpad opens on it, ready to draw (an empty sketchpad has no tool selected)."""
+    return np.full((size, size, 3), 255, dtype=np.uint8)
+
+
+def _file_path(value: Any) -> str | Path | None:
+    """The local path in what an image input sends: a path, or Gradio's file payload {"path": ...}."""
+    if value is None or isinstance(value, (str, Path)):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("path"), str):
+        return value["path"]
+    raise InputError("expected an image file")
+
+
+def _kind(predictor: Predictor) -> str:
+    return DIGITS if predictor.input_shape[0] == 1 else PHOTOS
+
+
+class Studio:
+    """The shipped checkpoints, loaded once, and the handlers that predict with them."""
+
+    def __init__(self, checkpoint_dir: str | Path = CHECKPOINT_DIR):
+        self.models: dict[str, Predictor] = {}
+        for path in sorted(Path(checkpoint_dir).glob("*.pt")):
+            try:
+                self.models[path.stem] = Predictor.load(path)
+            except CheckpointError as exc:
+                # One broken file must not take the app down; the others still serve.
+                log.warning("skipping checkpoint %s: %s", path.name, exc)
+
+    def keys(self, kind: str) -> list[str]:
+        """Model keys for a tab, the default first."""
+        keys = [k for k, p in self.models.items() if _kind(p) == kind]
+        preferred = [k for k in PREFERRED[kind] if k in keys]
+        return preferred + [k for k in keys if k not in preferred]
+
+    def choices(self, kind: str, extra: dict[str, Predictor] | None = None) -> list[tuple[str, str]]:
+        """(label, key) pairs for a model dropdown; `extra` holds one visitor's own models (listed first)."""
+        own = [(f"yours: {p.name}", k) for k, p in (extra or {}).items() if _kind(p) == kind]
+        return own[::-1] + [(self.models[k].name, k) for k in self.keys(kind)]
+
+    def default(self, kind: str) -> str | None:
+        keys = self.keys(kind)
+        return keys[0] if keys else None
+
+    def predictor(self, key: str | None, kind: str, extra: dict[str, Predictor] | None = None) -> Predictor:
+        """The model for `key`, checked to be one of this tab's models (API callers can send anything).
+
+        `extra` holds the models one visitor trained or uploaded (their session's state); they shadow nobody else's.
+        """
+        if key is None:
+            key = self.default(kind)
+        known = {**self.models, **(extra or {})}
+        predictor = known.get(key) if isinstance(key, str) else None
+        if predictor is None or _kind(predictor) != kind:
+            names = ", ".join(k for _, k in self.choices(kind, extra)) or "none installed"
+            raise InputError(f"unknown model {key!r} for {kind}; choose one of: {names}")
+        return predictor
+
+    def predict_digit(self, sketch: Any, model: str | None = None,
+                      extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
+        """Sketchpad value -> (top-3 for gr.Label, the 28x28 the model saw enlarged, a status line)."""
+        predictor = self.predictor(model, DIGITS, extra)
+        t0 = time.perf_counter()
+        digit = sketch_to_digit(sketch)
+        if digit is None:
+            return None, None, EMPTY_SKETCH
+        probs = predictor.probabilities(digit)
+        return (top_k(probs, predictor.classes, TOP_K[DIGITS]), enlarge(digit),
+                _status(predictor, probs, time.perf_counter() - t0))
+
+    def classify_image(self, photo: Any, model: str | None = None,
+                       extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
+        """Image file (path or Gradio file payload) -> (top-5 for gr.Label, the input the model saw enlarged, status).
+
+        The file is opened here with the project's limits (size, decompression bombs, corrupt data), so every bad
+        upload ends as an InputError that says what is wrong.
+        """
+        predictor = self.predictor(model, PHOTOS, extra)
+        source = _file_path(photo)
+        if source is None:
+            return None, None, EMPTY_PHOTO
+        t0 = time.perf_counter()
+        image = load_photo(source)
+        if min(image.size) < MIN_PHOTO_SIDE:
+            w, h = image.size
+            raise InputError(f"the image is {w}x{h} pixels; at least {MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} is needed "
+                             "to recognise anything")
+        seen = photo_to_input(image, predictor.input_shape[1])
+        probs = predictor.probabilities(seen)
+        return (top_k(probs, predictor.classes, TOP_K[PHOTOS]), enlarge(seen),
+                _status(predictor, probs, time.perf_counter() - t0))
+
+
+def _status(predictor: Predictor, probs: np.ndarray, seconds: float) -> str:
+    best = int(np.argmax(probs))
+    return (f"**{predictor.classes[best]}** ({probs[best]:.0%}) · answered by {predictor.name} "
+            f"in {seconds * 1000:.0f} ms")

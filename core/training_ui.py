@@ -1,0 +1,433 @@
+"""The Train tab's logic: bounded requests, a run that streams dashboard updates, and per-visitor models.
+
+No gradio here. `TrainingService.run` turns `core.train.train`'s events into update dicts whose keys are `OUTPUTS`
+(only what changed; the last update has them all), so app.py maps keys onto components and tests read them
+directly. Everything a visitor sends is checked here: the hyper-parameters against `core.train.LIMITS`, folder
+paths against the one root the app was started with, uploaded checkpoints against the model registry.
+"""
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from . import data as D
+from . import models, plots
+from . import train as T
+from .handlers import DIGITS, PHOTOS
+from .inference import InputError, Predictor
+
+__all__ = ["TrainRequest", "TrainingService", "OUTPUTS", "TABLE_HEADERS", "DATASET_LABELS", "LIMITS", "FAST",
+           "recipe", "check_checkpoint"]
+
+LIMITS = T.LIMITS
+DATASET_LABELS = {"mnist": "MNIST (digits)", "cifar10": "CIFAR-10 (photos)", "imagefolder": "Image folder"}
+# Folder datasets are read as 32x32 RGB, the photo models' input.
+FOLDER_IMAGE_SIZE, FOLDER_CHANNELS = 32, 3
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "augment")
+OUTPUTS = ("progress", "curves", "samples", "per_class", "confusion", "table", "log", "report", "checkpoint", "run")
+TABLE_HEADERS = ["epoch", "train loss", "train acc", "val loss", "val acc", "test loss", "test acc", "seconds",
+                 "img/s"]
+RUN_MAX_AGE_S = 6 * 3600  # run folders older than this are removed when the next run starts
+RUNS_KEPT = 20  # and never more than this many
+SESSION_MODELS_KEPT = 4  # a visitor's own models held in memory at once
+
+
+def dataset_channels(dataset: str) -> int:
+    return 1 if dataset == "mnist" else FOLDER_CHANNELS if dataset == "imagefolder" else 3
+
+
+def recipe(model: str, dataset: str) -> dict:
+    """The form fields of `model`'s default recipe for `dataset`."""
+    r = models.default_recipe(model, dataset_channels(dataset))
+    return {k: r[k] for k in RECIPE_FIELDS}
+
+
+FAST = recipe("digitnet", "mnist")
+
+
+@dataclass
+class TrainRequest:
+    """What the form or an API caller asks for. The defaults are the fast preset: digitnet's recipe on MNIST."""
+    dataset: str = "mnist"
+    model: str = "digitnet"
+    epochs: int = FAST["epochs"]
+    batch_size: int = FAST["batch_size"]
+    lr: float = FAST["lr"]
+    optimizer: str = FAST["optimizer"]
+    val_split: float = 0.0
+    augment: bool = FAST["augment"]
+    amp: bool = True  # mixed precision when training on CUDA; ignored on CPU
+    max_steps: int = 0  # 0: no step budget
+    max_seconds: float = 0.0  # 0: no time budget (beyond the app's cap)
+    max_train_images: int = 0  # 0: the whole training set
+    folder: str = ""  # imagefolder only: a path inside the app's allowed folder root
+
+
+def _number(name: str, value: Any, integer: bool) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"{name} must be a number (got {value!r})")
+    if integer:
+        if value != value or value != int(value):
+            raise InputError(f"{name} must be a whole number (got {value!r})")
+        return int(value)
+    return float(value)
+
+
+def _state_shapes(state_dict: Any) -> dict[str, tuple]:
+    """Parameter shapes a state dict describes, 4-bit packed tensors included, without unpacking anything."""
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in state_dict.items()):
+        raise ckpt.CheckpointError("its weights are not a dict of named tensors")
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(ckpt.QUANT_SUFFIXES)}
+    try:
+        for key in [k[:-4] for k in state_dict if k.endswith("::q4")]:
+            shapes[key] = (state_dict[key + "::q4"].shape[0], int(state_dict[key + "::cols"]))
+    except (KeyError, RuntimeError, ValueError):
+        raise ckpt.CheckpointError("its 4-bit weights are incomplete") from None
+    return shapes
+
+
+def check_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint someone sent (weights-only) and check its weights fit the registered architecture.
+
+    The architecture is built on the meta device first, so a file claiming an enormous model costs no memory.
+    Raises InputError with the reason; returns the payload.
+    """
+    try:
+        payload = ckpt.load_checkpoint(path)
+        c, size, _ = payload["input_shape"]
+        if not isinstance(payload["model_kwargs"], dict) or "pretrained" in payload["model_kwargs"]:
+            # (a pretrained flag would make loading download weights; saved runs never carry it)
+            raise ckpt.CheckpointError("its model_kwargs are not a dict of architecture settings")
+        try:
+            with torch.device("meta"):
+                net = models.create_model(payload["model"], len(payload["classes"]), c, size,
+                                          **payload["model_kwargs"])
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(f"its model settings are invalid: {str(exc).splitlines()[0]}") from None
+        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        got = _state_shapes(payload["state_dict"])
+        if got != expected:
+            wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
+            raise ckpt.CheckpointError(f"its weights do not fit model {payload['model']!r} (first difference: "
+                                       f"{wrong[0]})")
+    except ckpt.CheckpointError as exc:
+        raise InputError(f"not a usable checkpoint: {exc}") from None
+    return payload
+
+
+@lru_cache(maxsize=2)
+def _test_images(dataset: str, root: str | None, seed: int) -> np.ndarray:
+    """The test split as (N, H, W) or (N, H, W, 3) uint8, for drawing the sample grid."""
+    data = D.load_dataset(dataset, "test", root, False, FOLDER_IMAGE_SIZE, FOLDER_CHANNELS, seed)
+    images = data.images.numpy()
+    return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+
+
+def progress_html(fraction: float, text: str) -> str:
+    fraction = min(max(fraction, 0.0), 1.0)
+    return (f'<div class="tv-progress"><progress max="1" value="{fraction:.4f}" style="width:100%"></progress>'
+            f'<div class="tv-progress-text">{html.escape(text)}</div></div>')
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else ""
+
+
+def _clean_history(history: Any) -> list[dict]:
+    """The numeric per-epoch entries of a stored history (an uploaded file's history is not trusted to be tidy)."""
+    if not isinstance(history, list):
+        return []
+    return [{k: v for k, v in h.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for h in history if isinstance(h, dict) and isinstance(h.get("epoch"), int)]
+
+
+class _Dashboard:
+    """What the page shows about one run, updated event by event."""
+
+    def __init__(self, cfg: T.TrainConfig, history: list[dict]):
+        self.cfg = cfg
+        self.history = list(history)
+        self.log: list[str] = []
+        self.classes: list[str] = []
+        self.latest: dict[str, Any] = {}
+
+    def table(self) -> list[list[str]]:
+        return [[str(h["epoch"]), _fmt(h.get("train_loss")), _fmt(h.get("train_acc")), _fmt(h.get("val_loss")),
+                 _fmt(h.get("val_acc")), _fmt(h.get("test_loss")), _fmt(h.get("test_acc")),
+                 _fmt(h.get("seconds"), 1), _fmt(h.get("images_per_s"), 0)] for h in self.history]
+
+    def _set(self, **values: Any) -> dict:
+        self.latest.update(values)
+        return values
+
+    def start(self, e: dict) -> dict:
+        self.classes = e["classes"]
+        self.log.append(T.start_line(e))
+        out = self._set(progress=progress_html(0.0, f"epoch {e['start_epoch']}/{e['config']['epochs']} starting on "
+                                                    f"{e['device']}"),
+                        log="\n".join(self.log), table=self.table())
+        if self.history:  # resumed: show the curves so far at once
+            out.update(self._set(curves=plots.curves(self.history)))
+        return out
+
+    def progress(self, e: dict) -> dict:
+        text = (f"epoch {e['epoch']}/{e['epochs']} · batch {e['batch']}/{e['batches']} · step {e['step']}/"
+                f"{e['steps']} · loss {e['loss']:.3f} · {e['images_per_s']:,.0f} img/s · "
+                f"epoch ETA {e['eta_s']:.0f} s")
+        return self._set(progress=progress_html(e["batch"] / e["batches"], text))
+
+    def epoch(self, e: dict) -> dict:
+        self.history.append({k: v for k, v in e.items() if k not in ("confusion", "samples", "type")})
+        self.log.append(T.epoch_line(e))
+        acc = e.get("test_acc", e.get("val_acc"))
+        text = f"epoch {e['epoch']}/{e['epochs']} done" + (f" · accuracy {acc:.2%}" if acc is not None else "")
+        out = self._set(progress=progress_html(1.0, text), curves=plots.curves(self.history), table=self.table(),
+                        log="\n".join(self.log), report=T.summarize(e))
+        if "samples" in e:
+            s = e["samples"]
+            images = _test_images(self.cfg.dataset, self.cfg.data_root, self.cfg.seed)[s["index"]]
+            out.update(self._set(samples=plots.sample_grid(images, s["true"], s["pred"], self.classes),
+                                 per_class=plots.per_class_bars(e["per_class"]),
+                                 confusion=plots.confusion_matrix(e["confusion"], self.classes)))
+        return out
+
+    def end(self, e: dict, checkpoint: str | None, resumable: bool) -> dict:
+        if e["stopped"]:
+            line = (f"stopped; the checkpoint of epoch {e['epoch']} is kept" if checkpoint else
+                    "stopped before the first epoch finished; no checkpoint to keep")
+        else:
+            line = f"done: {e.get('train_seconds', 0.0):.1f} s of training"
+        self.log.append(line)
+        report = {**T.summarize(e), "checkpoint": checkpoint}
+        self._set(progress=progress_html(1.0, line), log="\n".join(self.log), report=report, checkpoint=checkpoint,
+                  run={"checkpoint": checkpoint, "resumable": resumable}, table=self.table())
+        return {k: self.latest.get(k) for k in OUTPUTS}
+
+
+class TrainingService:
+    """Runs trainings for the web app: one folder per run, a stop flag per visitor session, old runs cleaned up.
+
+    `folder_root` enables the image-folder dataset for paths inside it; `max_seconds` caps every run's training
+    time (0: no cap), which keeps a shared Space responsive.
+    """
+
+    def __init__(self, runs_root: str | Path | None = None, data_root: str | Path | None = None,
+                 folder_root: str | Path | None = None, max_seconds: float = 0.0):
+        default_runs = Path(tempfile.gettempdir()) / "tinyvision-runs"
+        self.runs_root = Path(runs_root or os.environ.get("TINYVISION_RUNS") or default_runs)
+        self.data_root = str(data_root) if data_root else None
+        self.folder_root = Path(folder_root).resolve() if folder_root else None
+        if self.folder_root is not None and not self.folder_root.is_dir():
+            raise ValueError(f"allowed folder root {folder_root} is not a folder")
+        self.max_seconds = _number("max_seconds", max_seconds, integer=False)
+        self._lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}
+        self._active_dirs: set[Path] = set()
+
+    # -- what the form offers ---------------------------------------------------------------------------------
+
+    @property
+    def datasets(self) -> list[str]:
+        return ["mnist", "cifar10"] + (["imagefolder"] if self.folder_root is not None else [])
+
+    @property
+    def device(self) -> str:
+        return T.pick_device().type
+
+    @property
+    def amp_available(self) -> bool:
+        return self.device == "cuda"
+
+    def device_note(self) -> str:
+        if self.device == "cuda":
+            return f"Training runs on this machine's GPU ({torch.cuda.get_device_name()}); AMP is available."
+        return (f"Training runs on this machine's {self.device.upper()} ({torch.get_num_threads()} threads); "
+                "AMP needs a CUDA GPU.")
+
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._stops)
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def _folder(self, folder: Any) -> str:
+        if self.folder_root is None:
+            raise InputError("training on a folder of images is not enabled on this server (start the app with "
+                             "--allow-folders DIR)")
+        if not isinstance(folder, str) or not folder.strip():
+            raise InputError("give the image folder as a path inside the allowed folder")
+        path = (self.folder_root / folder.strip()).resolve()
+        if not path.is_relative_to(self.folder_root):
+            raise InputError(f"the folder {folder!r} is outside the allowed folder; refused")
+        if not path.is_dir():
+            raise InputError(f"the folder {folder!r} does not exist inside the allowed folder")
+        return str(path)
+
+    def make_config(self, req: TrainRequest, **extra: Any) -> T.TrainConfig:
+        """The checked, recipe-completed TrainConfig for a request; InputError says what is out of bounds."""
+        if req.dataset not in D.DATASETS:
+            raise InputError(f"unknown dataset {req.dataset!r}; choose one of: {', '.join(self.datasets)}")
+        if req.model not in models.list_models():
+            raise InputError(f"unknown model {req.model!r}; choose one of: {', '.join(models.list_models())}")
+        if req.optimizer not in T.OPTIMIZERS:
+            raise InputError(f"unknown optimizer {req.optimizer!r}; choose one of: {', '.join(T.OPTIMIZERS)}")
+        for name in ("augment", "amp"):
+            if not isinstance(getattr(req, name), bool):
+                raise InputError(f"{name} must be true or false (got {getattr(req, name)!r})")
+        values = {name: _number(name, getattr(req, name), integer)
+                  for name, integer in (("epochs", True), ("batch_size", True), ("lr", False), ("val_split", False),
+                                        ("max_steps", True), ("max_seconds", False), ("max_train_images", True))}
+        if self.max_seconds:
+            asked = values["max_seconds"]
+            values["max_seconds"] = self.max_seconds if not asked else min(asked, self.max_seconds)
+        data_root = self._folder(req.folder) if req.dataset == "imagefolder" else self.data_root
+        cfg = T.TrainConfig(dataset=req.dataset, model=req.model, optimizer=req.optimizer, augment=req.augment,
+                            amp=None if req.amp else False, data_root=data_root, image_size=FOLDER_IMAGE_SIZE,
+                            channels=FOLDER_CHANNELS, **values)
+        try:
+            return T.resolve_config(replace(cfg, **extra), dataset_channels(req.dataset))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+    def _resume_config(self, path: str) -> tuple[T.TrainConfig, list[dict]]:
+        """The stored run of a stopped checkpoint, re-checked as if a visitor had asked for it."""
+        payload = check_checkpoint(path)
+        if "train_state" not in payload:
+            raise InputError("this checkpoint ended its run (it holds no optimizer state): nothing to resume; "
+                             "start a new run instead")
+        c = payload["config"] if isinstance(payload.get("config"), dict) else {}
+        asked = {"dataset": payload["dataset"], "model": payload["model"],
+                 **{f.name: c[f.name] for f in fields(TrainRequest) if f.name in c and f.name not in ("amp", "folder")}}
+        folder = ""
+        if c.get("dataset") == "imagefolder":
+            stored = Path(str(c.get("data_root") or "")).resolve()
+            if self.folder_root is None or not stored.is_relative_to(self.folder_root):
+                raise InputError("this checkpoint was trained on a folder this server does not allow")
+            folder = str(stored.relative_to(self.folder_root))
+        # The recipe details the form does not show travel with the run, so the resumed run replays it exactly.
+        kept = {k: c[k] for k in ("schedule", "weight_decay", "label_smoothing", "momentum", "nesterov", "seed",
+                                  "eval_every", "model_kwargs") if k in c}
+        if not isinstance(kept.get("seed", 0), int) or not 0 <= kept.get("seed", 0) < 2 ** 31 or \
+                not isinstance(kept.get("nesterov", True), bool):
+            raise InputError("this checkpoint's stored run settings are invalid (seed, nesterov)")
+        req = TrainRequest(**asked, amp=c.get("amp") is not False, folder=folder)
+        return self.make_config(req, resume=str(path), **kept), _clean_history(payload.get("history"))
+
+    # -- runs -------------------------------------------------------------------------------------------------
+
+    def _cleanup(self) -> None:
+        """Remove run folders older than RUN_MAX_AGE_S, and the oldest beyond RUNS_KEPT (never a running one)."""
+        if not self.runs_root.is_dir():
+            return
+        runs = sorted((p for p in self.runs_root.glob("run-*") if p.is_dir() and p not in self._active_dirs),
+                      key=lambda p: p.stat().st_mtime, reverse=True)
+        now = time.time()
+        for i, run in enumerate(runs):
+            if i >= RUNS_KEPT - 1 or now - run.stat().st_mtime > RUN_MAX_AGE_S:
+                shutil.rmtree(run, ignore_errors=True)
+
+    def _new_run_dir(self) -> Path:
+        self.runs_root.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._cleanup()
+            run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self.runs_root))
+            self._active_dirs.add(run_dir)
+        return run_dir
+
+    def run(self, req: TrainRequest, session: str = "", resume_from: str | None = None) -> Iterator[dict]:
+        """Train as asked, yielding update dicts (keys from OUTPUTS); the last one holds every key.
+
+        With `resume_from` (a stopped run's checkpoint) the stored run continues and `req` is not used. Stop with
+        `stop(session)`: the epoch in progress is dropped and the last completed epoch's checkpoint is kept.
+        """
+        cfg, history = self._resume_config(resume_from) if resume_from else (self.make_config(req), [])
+        run_dir = self._new_run_dir()
+        cfg.out = str(run_dir / f"{cfg.dataset}-{cfg.model}.pt")
+        stop = threading.Event()
+        with self._lock:
+            self._stops[session] = stop
+        dash = _Dashboard(cfg, history)
+        try:
+            for event in T.train(cfg, should_stop=stop.is_set):
+                kind = event["type"]
+                if kind != "end":
+                    yield getattr(dash, kind)(event)
+                    continue
+                checkpoint = event.get("checkpoint")
+                if checkpoint and not Path(checkpoint).is_file():
+                    checkpoint = resume_from  # stopped before the resumed run finished an epoch
+                resumable = bool(checkpoint) and event["stopped"] and "train_state" in ckpt.load_checkpoint(checkpoint)
+                yield dash.end(event, checkpoint, resumable)
+        except FloatingPointError as exc:
+            raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is kept.") from None
+        except (D.DataError, ValueError, torch.OutOfMemoryError) as exc:
+            raise InputError(str(exc).strip().splitlines()[0]) from None
+        finally:
+            with self._lock:
+                if self._stops.get(session) is stop:
+                    del self._stops[session]
+                self._active_dirs.discard(run_dir)
+
+    def stop(self, session: str = "") -> bool:
+        """Ask the session's running training to stop between batches; False when it has none."""
+        with self._lock:
+            flag = self._stops.get(session)
+        if flag is None:
+            return False
+        flag.set()
+        return True
+
+    # -- a visitor's own models -------------------------------------------------------------------------------
+
+    def use_checkpoint(self, path: str | None, session_models: dict | None) -> tuple[dict, str, str, str]:
+        """Offer a checkpoint in the predictor tabs for one session: (new session models, kind, key, message)."""
+        if not path:
+            raise InputError("there is no checkpoint yet: train (at least one epoch) or upload one first")
+        try:
+            predictor = Predictor.load(path)
+        except ckpt.CheckpointError as exc:
+            raise InputError(f"this checkpoint cannot be used ({exc}); runs are kept {RUN_MAX_AGE_S // 3600} hours"
+                             ) from None
+        own = dict(session_models or {})
+        key = next((k for k, p in own.items() if str(p.path) == str(path)), None)
+        if key is None:
+            number = max((int(k.rsplit("-", 1)[1]) for k in own), default=0) + 1
+            key = f"yours-{number}"
+            own[key] = predictor
+            while len(own) > SESSION_MODELS_KEPT:
+                own.pop(next(iter(own)))
+        kind = DIGITS if predictor.input_shape[0] == 1 else PHOTOS
+        tab = "Draw a digit" if kind == DIGITS else "Classify a photo"
+        return own, kind, key, (f"**{predictor.name}** is now selected in the *{tab}* tab — for you only; "
+                                "other visitors keep the shipped models.")
+
+    def adopt_upload(self, path: str | None, session_models: dict | None) -> tuple[dict, str, str, dict, str]:
+        """Check an uploaded checkpoint, keep a copy as this session's run and offer it in the predictor tabs.
+
+        Returns (session models, kind, key, run state, message); a bad file is an InputError and nothing of it runs.
+        """
+        if not path:
+            raise InputError("no file was uploaded")
+        payload = check_checkpoint(path)
+        run_dir = self._new_run_dir()
+        try:
+            copy = run_dir / f"uploaded-{payload['dataset']}-{payload['model']}.pt"
+            shutil.copyfile(path, copy)
+        finally:
+            with self._lock:
+                self._active_dirs.discard(run_dir)
+        own, kind, key, message = self.use_checkpoint(str(copy), session_models)
+        return own, kind, key, {"checkpoint": str(copy), "resumable": "train_state" in payload}, message

@@ -1,0 +1,239 @@
+"""The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import checkpoint as ckpt
+from core import models
+from core import train as T
+from core.handlers import DIGITS, Studio
+from core.inference import InputError
+from core.training_ui import OUTPUTS, TrainingService, TrainRequest, check_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_DIGITS = ROOT / "checkpoints" / "mnist-digitnet.pt"
+FIGURES = ("curves", "samples", "per_class", "confusion")
+# Short epochs: 512 images at batch 128 are 4 steps, so a test sees several epochs in seconds.
+SMALL = dict(max_train_images=512, batch_size=128)
+
+
+@pytest.fixture
+def service(tmp_path, data_root):
+    return TrainingService(runs_root=tmp_path / "runs", data_root=data_root)
+
+
+def test_run_streams_start_progress_epochs_then_a_full_end_update(service, tmp_path):
+    updates = list(service.run(TrainRequest(epochs=2, val_split=0.1, **SMALL), session="a"))
+    start, *middle, end = updates
+    assert set(start) == {"progress", "log", "table"} and start["log"].startswith("digitnet on mnist (512 train")
+    epochs = [u for u in middle if "curves" in u]
+    assert len(epochs) == 2 and all(set(u) == {"progress"} for u in middle if u not in epochs)
+    assert middle.index(epochs[0]) > 0  # progress inside the first epoch came before its report
+    for number, update in enumerate(epochs, 1):
+        for name in FIGURES:
+            assert update[name].dtype == np.uint8 and update[name].ndim == 3 and update[name].shape[2] == 3
+        assert len(update["table"]) == number and update["report"]["epoch"] == number
+    assert set(end) == set(OUTPUTS)
+    report = end["report"]
+    assert set(report) <= set(T.SUMMARY_KEYS)
+    assert {"epoch", "test_acc", "val_acc", "train_seconds", "checkpoint", "stopped"} <= set(report)
+    assert report["epoch"] == 2 and report["stopped"] is False and 0.0 <= report["test_acc"] <= 1.0
+    # The log carries the CLI's lines, numbers included.
+    meta = ckpt.load_checkpoint(end["checkpoint"])
+    assert T.epoch_line({**meta["history"][-1], "epochs": 2}) in end["log"]
+    assert Path(end["checkpoint"]).parent.parent == tmp_path / "runs" and "train_state" not in meta
+    assert end["run"] == {"checkpoint": end["checkpoint"], "resumable": False}
+    assert not service.busy()
+
+
+def test_stop_after_an_epoch_keeps_it_and_resume_finishes_the_run(service):
+    updates = []
+    for update in service.run(TrainRequest(epochs=3, **SMALL), session="a"):
+        updates.append(update)
+        if "curves" in update:
+            assert service.busy() and not service.stop("someone-else")
+            assert service.stop("a")
+    end = updates[-1]
+    assert sum("curves" in u for u in updates[:-1]) == 1  # (the end update repeats everything)
+    assert end["report"]["stopped"] is True and end["report"]["epoch"] == 1
+    assert end["run"]["resumable"] and "train_state" in ckpt.load_checkpoint(end["checkpoint"])
+    assert "stopped; the checkpoint of epoch 1 is kept" in end["log"]
+    assert service.adopt_upload(end["checkpoint"], {})[3]["resumable"]  # a stopped run's file resumes anywhere
+
+    resumed = list(service.run(TrainRequest(), session="a", resume_from=end["run"]["checkpoint"]))
+    assert [row[0] for row in resumed[0]["table"]] == ["1"] and "curves" in resumed[0]  # the history so far
+    last = resumed[-1]
+    assert last["report"]["epoch"] == 3 and last["report"]["stopped"] is False
+    assert [row[0] for row in last["table"]] == ["1", "2", "3"]
+    assert Path(last["checkpoint"]).parent != Path(end["checkpoint"]).parent  # every run has its own folder
+    with pytest.raises(InputError, match="nothing to resume"):
+        next(service.run(TrainRequest(), session="a", resume_from=last["checkpoint"]))
+
+
+def test_stop_inside_the_first_epoch_ends_at_once_without_a_checkpoint(service):
+    updates = []
+    for update in service.run(TrainRequest(epochs=1, max_train_images=4096, batch_size=64), session="b"):
+        updates.append(update)
+        if len(updates) == 2:  # the first progress event
+            service.stop("b")
+    assert len(updates) == 3 and updates[-1]["report"]["stopped"] is True
+    assert updates[-1]["checkpoint"] is None and not updates[-1]["run"]["resumable"]
+    assert "no checkpoint to keep" in updates[-1]["log"] and not service.busy()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=10 ** 6), "epochs must be a number between 1 and 200"),
+    (dict(epochs=2.5), "epochs must be a whole number"),
+    (dict(batch_size=0), "batch_size must be a number between 1 and 4096"),
+    (dict(lr=float("nan")), "lr must be a number between"),
+    (dict(lr="0.1"), "lr must be a number"),
+    (dict(val_split=0.9), "val_split must be a number between 0.0 and 0.5"),
+    (dict(max_steps=-1), "max_steps must be a number between 0"),
+    (dict(max_seconds=1e9), "max_seconds must be a number between"),
+    (dict(max_train_images=True), "max_train_images must be a number"),
+    (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'"),
+    (dict(model="resnet"), "unknown model 'resnet'"),
+    (dict(dataset="imagenet"), "unknown dataset 'imagenet'"),
+    (dict(dataset="imagefolder", folder="x"), "not enabled on this server"),
+    (dict(augment="yes"), "augment must be true or false"),
+])
+def test_bounds_are_enforced_with_clear_messages(tmp_path, change, message):
+    service = TrainingService(runs_root=tmp_path)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        next(service.run(TrainRequest(**change)))
+    assert not service.busy() and not any(tmp_path.iterdir())  # refused before any run folder exists
+
+
+def test_defaults_are_the_fast_preset_and_the_time_cap_holds(tmp_path):
+    cfg = TrainingService(runs_root=tmp_path).make_config(TrainRequest())
+    recipe = models.default_recipe("digitnet", 1)
+    assert (cfg.dataset, cfg.model) == ("mnist", "digitnet")
+    assert {k: getattr(cfg, k) for k in recipe} == recipe
+    capped = TrainingService(runs_root=tmp_path, max_seconds=30)
+    assert [capped.make_config(TrainRequest(max_seconds=s)).max_seconds for s in (0, 10, 100)] == [30, 10, 30]
+
+
+def test_folder_datasets_stay_inside_the_allowed_root(tmp_path):
+    root = tmp_path / "allowed"
+    (root / "shapes" / "a").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    (root / "escape").symlink_to(tmp_path / "secret")
+    service = TrainingService(runs_root=tmp_path / "runs", folder_root=root)
+    assert "imagefolder" in service.datasets and "imagefolder" not in TrainingService().datasets
+    cfg = service.make_config(TrainRequest(dataset="imagefolder", model="lenet", folder="shapes"))
+    assert cfg.data_root == str((root / "shapes").resolve()) and cfg.channels == 3
+    for folder, message in (("../secret", "outside the allowed folder"), (str(tmp_path / "secret"), "outside"),
+                            ("escape", "outside"), ("shapes/../../secret", "outside"),
+                            ("missing", "does not exist"), ("", "give the image folder")):
+        with pytest.raises(InputError, match=message):
+            service.make_config(TrainRequest(dataset="imagefolder", folder=folder))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints a visitor uploads, and models offered to one session only
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _payload(model: str = "digitnet") -> dict:
+    return ckpt.make_meta(model, "mnist", [str(i) for i in range(10)], (1, 28, 28), (0.13,), (0.31,))
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    evil = _RunsCode()
+    evil.marker = tmp_path / "pwned"
+    files["code"] = tmp_path / "code.pt"
+    torch.save({**_payload(), "state_dict": {}, "extra": evil}, files["code"])
+    files["truncated"] = tmp_path / "truncated.pt"
+    files["truncated"].write_bytes(SHIPPED_DIGITS.read_bytes()[:5000])
+    lenet = models.create_model("lenet", 10, 1, 28)
+    files["architecture"] = ckpt.save_checkpoint(tmp_path / "arch.pt", _payload("digitnet"), lenet.state_dict())
+    files["unknown"] = ckpt.save_checkpoint(tmp_path / "unknown.pt", _payload("resnet"), lenet.state_dict())
+    huge = {**_payload(), "model_kwargs": {"widths": [10 ** 6] * 3}}
+    files["huge"] = ckpt.save_checkpoint(tmp_path / "huge.pt", huge, models.create_model("digitnet").state_dict())
+    download = {**_payload("alexnet"), "model_kwargs": {"pretrained": True}}
+    files["download"] = ckpt.save_checkpoint(tmp_path / "download.pt", download, lenet.state_dict())
+    files["text"] = tmp_path / "notes.pt"
+    files["text"].write_text("not a checkpoint")
+    return files
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("code", "Python objects other than tensors"), ("truncated", "not a readable checkpoint"),
+    ("architecture", "do not fit model 'digitnet'"), ("unknown", "unknown model 'resnet'"),
+    ("huge", "do not fit model 'digitnet'"), ("text", "not a readable checkpoint"),
+    ("download", "not a dict of architecture settings"),
+])
+def test_bad_uploads_are_refused_and_nothing_runs(tmp_path, kind, message):
+    path = _bad_checkpoints(tmp_path)[kind]
+    service = TrainingService(runs_root=tmp_path / "runs")
+    with pytest.raises(InputError, match=message):
+        service.adopt_upload(str(path), {})
+    assert not (tmp_path / "pwned").exists() and not list((tmp_path / "runs").glob("run-*/*"))
+
+
+def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
+    studio = Studio()
+    service = TrainingService(runs_root=tmp_path / "runs")
+    check_checkpoint(SHIPPED_DIGITS)
+    own, kind, key, run, message = service.adopt_upload(str(SHIPPED_DIGITS), {})
+    assert kind == DIGITS and key == "yours-1" and "Draw a digit" in message
+    assert run == {"checkpoint": run["checkpoint"], "resumable": False} and Path(run["checkpoint"]).is_file()
+    assert studio.choices(DIGITS, own)[0] == (f"yours: {own[key].name}", key)
+    sketch = np.full((280, 280, 3), 255, np.uint8)
+    sketch[40:240, 130:160] = 0
+    label, _, _ = studio.predict_digit(sketch, key, own)
+    assert max(label, key=label.get) == "1"
+    with pytest.raises(InputError, match="unknown model 'yours-1'"):
+        studio.predict_digit(sketch, key)  # another visitor (no session models) cannot reach it
+    again, _, same, _ = service.use_checkpoint(run["checkpoint"], own)
+    assert same == key and len(again) == 1
+    with pytest.raises(InputError, match="no checkpoint yet"):
+        service.use_checkpoint(None, own)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Through the API of a launched app
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, data_root):
+    import app
+
+    demo = app.build_app(training=TrainingService(runs_root=tmp_path_factory.mktemp("runs"), data_root=data_root))
+    port = _free_port()
+    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_api_train_with_defaults_and_a_step_budget_returns_the_report(served):
+    from gradio_client import Client
+
+    client = Client(served, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = {p["parameter_name"]: p for p in api["/train"]["parameters"]}
+    assert all(p["parameter_has_default"] for p in params.values())
+    assert params["dataset"]["parameter_default"] == "mnist" and params["model"]["parameter_default"] == "digitnet"
+    # The session-models state is hidden: the predictors' API is what it was.
+    assert [p["parameter_name"] for p in api["/predict_digit"]["parameters"]] == ["sketch", "model"]
+    assert [p["parameter_name"] for p in api["/classify_image"]["parameters"]] == ["photo", "model"]
+
+    outputs = client.submit(max_steps=3, max_train_images=600, api_name="/train").result(timeout=300)
+    report = next(o for o in outputs if isinstance(o, dict) and "train_seconds" in o)
+    assert report["epoch"] == 1 and report["stopped"] is False and 0.0 <= report["test_acc"] <= 1.0
+    downloaded = next(o for o in outputs if isinstance(o, str) and o.endswith(".pt"))
+    assert ckpt.load_checkpoint(downloaded)["model"] == "digitnet"
+    assert client.predict(api_name="/stop_training") == "No training of yours is running."
