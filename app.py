@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
+from gradio.utils import get_upload_folder, is_in_or_equal
 
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, TOP_K, Studio, blank_canvas
 from core.inference import InputError
@@ -33,6 +34,19 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
+    return wrapper
+
+
+def _uploads_only(fn: Callable) -> Callable:
+    """Refuse a photo that was not uploaded to this server. With preprocess=False the raw payload reaches the
+    handler, and Gradio checks the path only of payloads that carry its FileData marker: a {"path": ...} without
+    it would make the handler open any file of the server's (and say whether it exists)."""
+    @functools.wraps(fn)
+    def wrapper(photo, *args):
+        path = photo.get("path") if isinstance(photo, dict) else photo
+        if photo is not None and not (isinstance(path, str) and is_in_or_equal(path, get_upload_folder())):
+            raise InputError("expected an uploaded image file")
+        return fn(photo, *args)
     return wrapper
 
 
@@ -234,7 +248,7 @@ def _answer_column(studio: Studio, kind: str, prefix: str, prompt: str, seen_siz
 def build_app(studio: Studio | None = None, training: TrainingService | None = None) -> gr.Blocks:
     studio = studio or Studio()
     predict_digit = _user_errors(studio.predict_digit)
-    classify_image = _user_errors(studio.classify_image)
+    classify_image = _user_errors(_uploads_only(studio.classify_image))
 
     with gr.Blocks(title="TinyVision Studio") as demo:
         gr.Markdown("# TinyVision Studio\nDraw a digit or drop in a photo; small models answer on this machine.")

@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -33,14 +35,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(data_root: str | None, workdir: Path) -> tuple[subprocess.Popen, str]:
+def start_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = (),
+              log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`python app.py [args]` on a free port, runs in workdir/runs; stdout+stderr to `log` (default: discarded)."""
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "TINYVISION_RUNS": str(workdir / "runs"), "GRADIO_ANALYTICS_ENABLED": "False"}
     if data_root:
         env["TINYVISION_DATA"] = data_root
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)
+    if log:
+        out.close()  # the child holds its own copy
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while True:
@@ -50,8 +57,29 @@ def start_app(data_root: str | None, workdir: Path) -> tuple[subprocess.Popen, s
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise SystemExit("the app did not start")
+                tail = Path(log).read_text(errors="replace")[-3000:] if log else ""
+                raise SystemExit(f"the app did not start\n{tail}")
             time.sleep(0.5)
+
+
+@contextmanager
+def running_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = (),
+                log: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`start_app`, stopped (SIGTERM, then SIGKILL) on leaving, even when the body failed."""
+    proc, url = start_app(data_root, workdir, args, log)
+    try:
+        yield proc, url
+    finally:
+        for stop in (proc.terminate, proc.kill):  # SIGKILL only if SIGTERM has not ended it in 30 s
+            stop()
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+                break
+
+
+def app_at(url: str | None, data_root: str | None, workdir: Path):
+    """A context giving (process or None, url): the app at `url`, else one started with `running_app`."""
+    return nullcontext((None, url)) if url else running_app(data_root, workdir)
 
 
 def payloads(workdir: Path) -> dict[str, tuple]:
@@ -64,6 +92,17 @@ def payloads(workdir: Path) -> dict[str, tuple]:
               "composite": handle_file(str(workdir / "one.png"))}
     photo = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))[0]
     return {"/predict_digit": (sketch,), "/classify_image": (handle_file(str(photo)),)}
+
+
+def start_training(client, timeout: float = 300, **request):
+    """Submit /train (the fast preset with `request`'s changes) and return its job once it streams progress."""
+    job = client.submit(api_name="/train", **request)
+    deadline = time.monotonic() + timeout
+    while not any("img/s" in str(o[0]) for o in job.outputs()):
+        if job.done() or time.monotonic() > deadline:
+            raise SystemExit(f"the training did not start streaming: {job.exception()}")
+        time.sleep(0.2)
+    return job
 
 
 def measure(client, calls: dict[str, tuple], n: int) -> dict[str, list[float]]:
@@ -80,6 +119,14 @@ def p95(values: list[float]) -> float:
     return float(np.percentile(values, 95))
 
 
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """A markdown table: the first column left-aligned, the others right-aligned."""
+    print("| " + " | ".join(headers) + " |")
+    print("|---|" + "---:|" * (len(headers) - 1))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     from gradio_client import Client
 
@@ -92,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        proc, url = (None, args.url) if args.url else start_app(args.data_root, workdir)
-        try:
+        with app_at(args.url, args.data_root, workdir) as (_, url):
             client, trainer = Client(url, verbose=False), Client(url, verbose=False)
             calls = payloads(workdir)
             measure(client, calls, 3)  # warm-up: connections, model caches
@@ -101,20 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.idle_only:
                 return _report(calls, idle, None, args.n, False)
 
-            job = trainer.submit(epochs=5, api_name="/train")
-            deadline = time.monotonic() + 300
-            while not any("img/s" in str(o[0]) for o in job.outputs()):
-                if job.done() or time.monotonic() > deadline:
-                    raise SystemExit(f"the training did not start streaming: {job.exception()}")
-                time.sleep(0.2)
+            job = start_training(trainer, epochs=5)
             busy = measure(client, calls, args.n)
             training_running = not job.done()
             trainer.predict(api_name="/stop_training")
             job.result(timeout=120)
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
 
     return _report(calls, idle, busy, args.n, training_running)
 

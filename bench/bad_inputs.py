@@ -1,0 +1,466 @@
+"""Bad input through the API: a generated corpus for both predictors, and refused training requests.
+
+    python -m bench.bad_inputs [--variants 8] [--data-root DIR]
+
+The corpus (empty files, all-white, all-black, 1x1, 10000x10000, 16-bit, CMYK, palette, animated GIF, truncated
+JPEG, random bytes named .png, SVG, a decompression bomb, wrong types, unknown models) is written to a temp dir and
+sent with gradio_client to an app started as `python app.py` in a subprocess (bench.latency.start_app). Every
+answer is judged: a prediction, the empty-input prompt, a clear error (the refusal says what is wrong: it matches
+the category's message) or unclear (any other error, a timeout, a traceback). After the corpus the app must still
+answer a real prediction. Then bad training requests go to /train (out of range, unknown names, a folder outside
+--allow-folders) and bad checkpoint files to the page's upload event (code in a pickle, truncated, another
+architecture): each must be refused with its message, run nothing and write nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from bench.latency import ROOT, print_table, running_app
+
+DIGIT, PHOTO = "/predict_digit", "/classify_image"
+PROMPTS = ("Draw a digit", "Upload a photo")
+UNREADABLE = "not an image Pillow can read|could not be decoded|the file is empty|cannot identify|truncated"
+TOO_LARGE = "too large|larger than|decompression bomb"
+NEVER = r"(?!)"  # a category that must be answered, never refused: any error is unclear
+HEAVY_VARIANTS = 2  # 10000x10000 and bomb files: each is 100+ MB of pixels once decoded
+TIMEOUT_S = 120
+
+
+@dataclass
+class Case:
+    category: str
+    endpoint: str
+    args: tuple  # what the client sends: (input, model)
+    refusal: str  # regex a clear refusal of this input matches
+    may_predict: bool = True  # False: a prediction is a wrong answer (the input is not an image that was sent)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+
+def drawn(i: int, size: int = 400) -> np.ndarray:
+    """A black digit-like stroke ("1", "7" or "L" by variant) on white, RGB uint8."""
+    a = np.full((size, size, 3), 255, np.uint8)
+    s = size // 10
+    x = 3 * s + (i % 3) * s // 2
+    a[2 * s:8 * s, x:x + s] = 0
+    if i % 3 == 1:
+        a[2 * s:3 * s, x - 3 * s:x + s] = 0
+    elif i % 3 == 2:
+        a[7 * s:8 * s, x:x + 3 * s] = 0
+    return a
+
+
+def _png_stream(path: Path, width: int, height: int, bit_depth: int, row: bytes) -> Path:
+    """A greyscale PNG of `height` identical rows, compressed as it is written (never held decoded in memory)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    z = zlib.compressobj(9)
+    line = b"\0" + row
+    body = b"".join(z.compress(line * 256) for _ in range(height // 256))
+    body += z.compress(line * (height % 256)) + z.flush()
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def _plain(value: int) -> Callable[[Path, int], Path]:
+    modes = ("RGB", "RGBA", "L", "RGB")
+    sizes = (400, 28, 1000, 64, 8, 300, 512, 97)
+
+    def make(path: Path, i: int) -> Path:
+        mode = modes[i % len(modes)]
+        colour = (value,) * len(mode) if mode != "RGBA" else (value, value, value, 255)
+        out = path.with_suffix(".png" if i % 2 == 0 else ".jpg" if mode != "RGBA" else ".webp")
+        Image.new(mode, (sizes[i % len(sizes)],) * 2, colour).save(out)
+        return out
+    return make
+
+
+def _empty(path: Path, i: int) -> Path:
+    out = path.with_suffix((".png", ".jpg", ".gif", ".webp")[i % 4])
+    out.write_bytes(b"")
+    return out
+
+
+def _one_pixel(path: Path, i: int) -> Path:
+    out = path.with_suffix((".png", ".jpg", ".gif", ".bmp")[i % 4])
+    Image.new(("RGB", "L", "RGB", "RGB")[i % 4], (1, 1), (i * 37 % 256,) * (1 if i % 4 == 1 else 3)).save(out)
+    return out
+
+
+def _huge(path: Path, i: int) -> Path:
+    return _png_stream(path.with_suffix(".png"), 10_000, 10_000, 8, bytes([255 - 40 * i]) * 10_000)
+
+
+def _bomb(path: Path, i: int) -> Path:
+    side = 30_000 + 10_000 * i  # 0.9+ gigapixels of zeros in a few hundred KB
+    return _png_stream(path.with_suffix(".png"), side, side, 1, bytes(side // 8))
+
+
+def _sixteen_bit(path: Path, i: int) -> Path:
+    grey = drawn(i)[..., 0].astype(np.uint16) * (257 - i % 2 * 200)
+    out = path.with_suffix(".png")
+    Image.fromarray(grey).save(out)
+    return out
+
+
+def _cmyk(path: Path, i: int) -> Path:
+    out = path.with_suffix(".jpg" if i % 2 == 0 else ".tif")
+    Image.fromarray(drawn(i)).convert("CMYK").save(out)
+    return out
+
+
+def _palette(path: Path, i: int) -> Path:
+    out = path.with_suffix(".png" if i % 2 == 0 else ".gif")
+    Image.fromarray(drawn(i)).convert("P", palette=Image.Palette.ADAPTIVE, colors=2 + i).save(out)
+    return out
+
+
+def _animated(path: Path, i: int) -> Path:
+    frames = [Image.fromarray(drawn(i + k)) for k in range(2 + i % 3)]
+    out = path.with_suffix(".gif")
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return out
+
+
+def _truncated(path: Path, i: int) -> Path:
+    source = sorted((ROOT / "examples" / "photos").glob("*.jpg"))[i % 2]
+    raw = source.read_bytes()
+    out = path.with_suffix(".jpg")
+    out.write_bytes(raw[: max(20, len(raw) * (i + 1) // 10)])  # from inside the header to 80% of the data
+    return out
+
+
+def _random_bytes(path: Path, i: int) -> Path:
+    rng = np.random.default_rng(i)
+    prefix = b"\x89PNG\r\n\x1a\n" if i % 2 else b""  # half of them even start like a PNG
+    out = path.with_suffix(".png")
+    out.write_bytes(prefix + rng.integers(0, 256, 64 << i % 8, dtype=np.uint8).tobytes())
+    return out
+
+
+def _svg(path: Path, i: int) -> Path:
+    side = (100, 400, 10 ** 6)[i % 3]
+    out = path.with_suffix(".svg")
+    out.write_text(f'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side}">'
+                   f'<rect width="100%" height="100%" fill="white"/><path d="M40 20 L40 80" stroke="black" '
+                   f'stroke-width="{4 + i}"/></svg>')
+    return out
+
+
+# category -> (file maker, refusal regex, variants cap or None)
+FILES: dict[str, tuple[Callable[[Path, int], Path], str, int | None]] = {
+    "empty file": (_empty, UNREADABLE, None),
+    "all-white": (_plain(255), NEVER, None),
+    "all-black": (_plain(0), NEVER, None),
+    "1x1": (_one_pixel, r"1x1 pixels", None),
+    "10000x10000": (_huge, TOO_LARGE, HEAVY_VARIANTS),
+    "16-bit": (_sixteen_bit, NEVER, None),
+    "CMYK": (_cmyk, NEVER, None),
+    "palette": (_palette, NEVER, None),
+    "animated GIF": (_animated, NEVER, None),
+    "truncated JPEG": (_truncated, UNREADABLE, None),
+    "random bytes .png": (_random_bytes, UNREADABLE, None),
+    "SVG": (_svg, UNREADABLE, None),
+    "decompression bomb": (_bomb, TOO_LARGE, HEAVY_VARIANTS),
+}
+
+# Gradio's own validation answers these before any handler runs ("1 validation error for ImageData / Input should
+# be a valid dictionary ..."); a file payload without Gradio's marker is refused ("The 'meta' field must be ...").
+WRONG_TYPE = r"validation error for \w+\s+Input should be|meta' field must be|expected an (uploaded )?image|must be an image"
+# category -> (values sent as the image input, refusal regex); the first value of each is the reduced corpus's
+WRONG_TYPES: dict[str, tuple[list, str]] = {
+    "number": ([12345, 0, -1.5, 1e308, True], WRONG_TYPE),
+    "string": (["not an image", "", "../../../etc/passwd", "x" * 5000, "data:image/png;base64,iVBORw0KGgo="],
+               WRONG_TYPE),
+    "None": ([None], "^$"),  # the empty-input prompt, never an error
+    "wrong structure": ([{"path": str(ROOT / "examples" / "photos" / "cat.jpg")}, [1, 2], {},
+                         {"composite": 5, "layers": "x"}, {"path": "/etc/hostname"}], WRONG_TYPE),
+}
+BAD_MODELS = [42, "no-such-model", "../checkpoints/mnist-digitnet", ""]
+MODEL_REFUSAL = "unknown model|not in the list of choices|choose one of"
+
+
+def make_corpus(workdir: Path, variants: int = 8) -> list[Case]:
+    """Write the corpus under workdir and return its cases for both endpoints (variants=1: one of each kind)."""
+    from gradio_client import handle_file
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for category, (make, refusal, cap) in FILES.items():
+        for i in range(min(variants, cap or variants)):
+            f = handle_file(str(make(workdir / f"{re.sub(r'[^a-z0-9]+', '-', category.lower())}-{i}", i)))
+            cases += [Case(category, DIGIT, ({"background": f, "layers": [], "composite": f}, None), refusal),
+                      Case(category, PHOTO, (f, None), refusal)]
+    for category, (values, refusal) in WRONG_TYPES.items():
+        for value in values[:variants]:
+            cases += [Case(category, DIGIT, (value, None), refusal, False),
+                      Case(category, PHOTO, (value, None), refusal, False)]
+            if isinstance(value, (int, str)) and variants > 1:  # the same, as the sketch's layers
+                cases.append(Case(category, DIGIT, ({"background": value, "layers": [], "composite": value}, None),
+                                  refusal, False))
+    photo = handle_file(str(sorted((ROOT / "examples" / "photos").glob("*.jpg"))[0]))
+    digit = handle_file(str(_plain(255)(workdir / "model-white", 0)))
+    for model in BAD_MODELS[:variants]:
+        cases += [Case("unknown model", DIGIT, ({"background": digit, "layers": [], "composite": digit}, model),
+                       MODEL_REFUSAL, False), Case("unknown model", PHOTO, (photo, model), MODEL_REFUSAL, False)]
+    return cases
+
+
+def judge(case: Case, outcome: Any) -> str:
+    """'prediction', 'prompt', 'clear error' or 'unclear' for what the app answered (a result or an exception)."""
+    from gradio_client.exceptions import AppError
+
+    if isinstance(outcome, AppError):
+        message = str(outcome)
+        clear = message and "Traceback" not in message and re.search(case.refusal, message, re.I)
+        return "clear error" if clear else "unclear"
+    if isinstance(outcome, BaseException):
+        return "unclear"
+    label, _, status = outcome
+    if isinstance(label, dict) and label.get("confidences"):
+        return "prediction" if case.may_predict else "unclear"
+    return "prompt" if any(p in status for p in PROMPTS) else "unclear"
+
+
+def send(client, case: Case) -> Any:
+    try:
+        return client.submit(*case.args, api_name=case.endpoint).result(timeout=TIMEOUT_S)
+    except Exception as exc:  # judged, never hidden: every exception is an outcome
+        return exc
+
+
+def healthy(client, workdir: Path) -> bool:
+    """The app still answers a real drawn digit correctly."""
+    from gradio_client import handle_file
+
+    path = workdir / "healthy.png"
+    Image.fromarray(drawn(0)).save(path)
+    f = handle_file(str(path))
+    label, _, _ = client.predict({"background": f, "layers": [], "composite": f}, None, api_name=DIGIT)
+    return label["label"] == "1"
+
+
+def run_corpus(client, proc, cases: list[Case]) -> tuple[list[dict], list[str]]:
+    """Send every case; rows per category and the details of every unclear answer. Stops at a server crash."""
+    counts: dict[str, Counter] = {}
+    unclear = []
+    for case in cases:
+        outcome = send(client, case)
+        verdict = "crash" if proc.poll() is not None else judge(case, outcome)
+        counts.setdefault(case.category, Counter())[verdict] += 1
+        if verdict in ("unclear", "crash"):  # an unclear error, a timeout, or a prediction from a non-image
+            unclear.append(f"{case.category} {case.endpoint} {str(case.args)[:120]}: {str(outcome)[:300]!r}")
+        if verdict == "crash":
+            break
+    rows = [{"category": c, "count": sum(n.values()), **{k: n[k] for k in
+            ("prediction", "prompt", "clear error", "unclear", "crash")}} for c, n in counts.items()]
+    return rows, unclear
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training requests and checkpoint uploads
+
+def checkpoint_hashes(folder: Path = ROOT / "checkpoints") -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.pt"))}
+
+
+def folder_root(workdir: Path) -> Path:
+    """An allowed folder root with one tiny image-folder dataset, a secret folder beside it and a symlink out."""
+    allowed, secret = workdir / "allowed", workdir / "secret"
+    for label in ("a", "b"):
+        (allowed / "shapes" / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(drawn(0 if label == "a" else 1, 16)).save(allowed / "shapes" / label / "0.png")
+    (secret / "a").mkdir(parents=True, exist_ok=True)
+    if not (allowed / "escape").is_symlink():
+        (allowed / "escape").symlink_to(secret)
+    return allowed
+
+
+# (request changes, refusal regex): the fast preset with one bad value each
+OUT_OF_RANGE = r"must be a number between|greater than|less than|maximum|minimum"
+NOT_A_CHOICE = r"not in the list of choices|unknown (model|dataset|optimizer)"
+OUTSIDE = "outside the allowed folder"
+TRAIN_REFUSALS: list[tuple[dict, str]] = [
+    (dict(epochs=10 ** 6), OUT_OF_RANGE),
+    (dict(batch_size=0), OUT_OF_RANGE),
+    (dict(lr=-1.0), OUT_OF_RANGE),
+    (dict(val_split=0.9), OUT_OF_RANGE),
+    (dict(max_steps=-5), OUT_OF_RANGE),
+    (dict(max_seconds=1e12), OUT_OF_RANGE),
+    (dict(model="resnet"), NOT_A_CHOICE),
+    (dict(model="../../core/models"), NOT_A_CHOICE),
+    (dict(dataset="imagenet"), NOT_A_CHOICE),
+    (dict(optimizer="lbfgs"), NOT_A_CHOICE),
+    (dict(dataset="imagefolder", model="lenet", folder="../secret"), OUTSIDE),
+    (dict(dataset="imagefolder", model="lenet", folder="/etc"), OUTSIDE),
+    (dict(dataset="imagefolder", model="lenet", folder="shapes/../../secret"), OUTSIDE),
+    (dict(dataset="imagefolder", model="lenet", folder="escape"), OUTSIDE),
+]
+
+
+class _OpensAFile:
+    """Unpickling this creates `marker`: proof that a loader ran code from the file."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
+    """Checkpoint files a visitor might upload, each with the refusal it must get: name -> (file, regex)."""
+    import torch
+
+    from core import checkpoint as ckpt
+    from core import models
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    shipped = ROOT / "checkpoints" / "mnist-digitnet.pt"
+    meta = ckpt.load_checkpoint(shipped)
+    code = workdir / "pickle-with-code.pt"
+    torch.save({**meta, "hook": _OpensAFile(marker)}, code)
+    truncated = workdir / "truncated.pt"
+    truncated.write_bytes(shipped.read_bytes()[:4096])
+    other = {k: v for k, v in meta.items() if k not in ("state_dict", "train_state")}
+    arch = ckpt.save_checkpoint(workdir / "other-architecture.pt", other,
+                                models.create_model("lenet", 10, 1, 28).state_dict())
+    return {"pickle with code": (code, "other than tensors|could run code"),
+            "truncated file": (truncated, "not a readable checkpoint"),
+            "other architecture": (arch, "do not fit model")}
+
+
+def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: dict[int, Path] | None = None,
+               timeout: float = TIMEOUT_S) -> tuple[bool, Any]:
+    """Run a page event the way the browser does (HTTP upload + queue), also one hidden from gradio_client.
+
+    `files` maps input positions to local files that are uploaded first. Returns (success, output or error).
+    """
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=timeout) as http:
+        config = http.get("config").json()
+        target = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+        fn = next(d for d in config["dependencies"] if [target, trigger] in [list(t) for t in d["targets"]])
+        inputs = list(inputs)
+        for position, path in (files or {}).items():
+            with open(path, "rb") as f:
+                uploaded = http.post("gradio_api/upload", files={"files": (path.name, f)}).json()[0]
+            inputs[position] = {"path": uploaded, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+        session = uuid.uuid4().hex[:10]
+        joined = http.post("gradio_api/queue/join", json={"data": inputs, "fn_index": fn["id"], "trigger_id": target,
+                                                          "session_hash": session, "event_data": None})
+        joined.raise_for_status()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as events:
+            for line in events.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    output = msg.get("output") or {}
+                    return bool(msg.get("success")), output.get("data", output.get("error"))
+    raise RuntimeError("the event stream ended without a result")
+
+
+def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = TRAIN_REFUSALS,
+                      uploads: list[str] | None = None) -> list[dict]:
+    """Bad /train requests through gradio_client and bad checkpoint uploads through the page's upload event.
+
+    Each row: what was sent, the answer, and whether it was a clear refusal. The app must have been started with
+    `--allow-folders folder_root(workdir)`; `uploads` picks bad_checkpoints() by name (default: all).
+    """
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    rows = []
+    for change, refusal in cases:
+        try:
+            answer, clear = f"accepted: {client.predict(api_name='/train', **change)!r:.200}", False
+        except Exception as exc:  # judged below: only a refusal with the expected message is clear
+            answer = str(exc)
+            clear = "Traceback" not in answer and bool(re.search(refusal, answer, re.I))
+        rows.append({"request": "/train " + ", ".join(f"{k}={v!r}" for k, v in change.items()),
+                     "answer": answer.splitlines()[0][:160] if answer else "", "clear refusal": clear})
+    marker = workdir / "code-ran"
+    files = bad_checkpoints(workdir / "uploads", marker)
+    for name in uploads or list(files):
+        path, refusal = files[name]
+        success, answer = page_event(url, "train-upload", "upload", [None, None], files={0: path})
+        answer = str(answer)
+        rows.append({"request": f"upload checkpoint: {name}", "answer": answer.splitlines()[0][:160],
+                     "clear refusal": not success and bool(re.search(refusal, answer, re.I))})
+    rows.append({"request": "(after all) code from a pickle ran", "answer": str(marker.exists()),
+                 "clear refusal": not marker.exists()})
+    return rows
+
+
+def run_files(workdir: Path) -> list[str]:
+    """Files inside the app's run folders: a refused request must leave none."""
+    return sorted(str(p.relative_to(workdir)) for p in (workdir / "runs").glob("run-*/**/*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gradio_client import Client
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", type=int, default=8, help="files per category (heavy categories: at most 2)")
+    p.add_argument("--data-root", default=None)
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        t0 = time.perf_counter()
+        cases = make_corpus(workdir / "corpus", args.variants)
+        print(f"corpus: {len(cases)} requests generated in {time.perf_counter() - t0:.1f} s")
+        before = checkpoint_hashes()
+        allowed = folder_root(workdir)
+        with running_app(args.data_root, workdir, ("--allow-folders", str(allowed)), workdir / "app.log") as (proc,
+                                                                                                             url):
+            client = Client(url, verbose=False)
+            t0 = time.perf_counter()
+            rows, unclear = run_corpus(client, proc, cases)
+            seconds = time.perf_counter() - t0
+            alive = proc.poll() is None and healthy(client, workdir)
+            refusals = training_refusals(url, workdir) if alive else []
+            leftovers = run_files(workdir)
+        untouched = checkpoint_hashes() == before
+
+    print(f"\nBad inputs through gradio_client ({len(cases)} requests, {seconds:.0f} s)\n")
+    keys = ["count", "prediction", "prompt", "clear error", "unclear", "crash"]
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    print_table(["category", "inputs", "predictions", "empty-input prompts", "clear errors",
+                 "unclear or wrong answers", "server crashes"], [[r["category"], *(r[k] for k in keys)] for r in rows] +
+                [["**total**", *(f"**{total[k]}**" for k in keys)]])
+    print(f"\napp serving afterwards (a drawn 1 read as 1): {alive}")
+    for line in unclear:
+        print("  unclear:", line)
+    print("\nBad training requests (/train) and checkpoint uploads (the page's upload event)\n")
+    print_table(["request", "answer", "clear refusal"], [[r["request"], r["answer"].replace("|", "/"),
+                                                          r["clear refusal"]] for r in refusals])
+    print(f"\nrun files written by refused requests: {len(leftovers)}; shipped checkpoints unchanged "
+          f"(sha256): {untouched}")
+    ok = (alive and untouched and not leftovers and total["unclear"] == total["crash"] == 0
+          and all(r["clear refusal"] for r in refusals))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
