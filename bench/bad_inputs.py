@@ -4,7 +4,7 @@
 
 The corpus (empty files, all-white, all-black, 1x1, 10000x10000, 16-bit, CMYK, palette, animated GIF, truncated
 JPEG, random bytes named .png, SVG, a decompression bomb, wrong types, unknown models) is written to a temp dir and
-sent with gradio_client to an app started as `python app.py` in a subprocess (bench.latency.start_app). Every
+sent with gradio_client to an app started as `python app.py` in a subprocess (bench.serving.start_app). Every
 answer is judged: a prediction, the empty-input prompt, a clear error (the refusal says what is wrong: it matches
 the category's message) or unclear (any other error, a timeout, a traceback). After the corpus the app must still
 answer a real prediction. Then bad training requests go to /train (out of range, unknown names, a folder outside
@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from bench.latency import ROOT, print_table, running_app
+from bench.latency import print_table
+from bench.serving import ROOT, running_app
 
 DIGIT, PHOTO = "/predict_digit", "/classify_image"
 PROMPTS = ("Draw a digit", "Upload a photo")

@@ -20,10 +20,9 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench import pendigits  # noqa: E402
-from browser_support import ARTIFACTS, chromium, serve_app  # noqa: E402
+from bench.serving import ARTIFACTS, chromium, serve_app  # noqa: E402
 
 CANVAS = 400  # the app's sketch canvas, in image pixels
 

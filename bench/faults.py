@@ -2,7 +2,7 @@
 
     python -m bench.faults [--data-root DIR] [--epochs 3]
 
-Starts `python app.py` (bench.latency.start_app), starts a training through /train, kills the app with SIGKILL once
+Starts `python app.py` (bench.serving.start_app), starts a training through /train, kills the app with SIGKILL once
 the training streams progress (after the first epoch's checkpoint with --after-epoch), starts the app again on the
 same run folder and checks that it serves a prediction and a new (short) training, and that the shipped
 checkpoints (checkpoints/*.pt) have the same sha256 before, after the kill and at the end. The CLI's own
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from bench.bad_inputs import checkpoint_hashes, healthy
-from bench.latency import print_table, running_app, start_training
+from bench.latency import print_table, start_training
+from bench.serving import running_app
 
 
 def kill_app_during_training(proc: subprocess.Popen, url: str, workdir: Path, data_root: str | None = None,

@@ -11,75 +11,18 @@ from another client, measures once it is streaming progress, then stops it with 
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = (),
-              log: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`python app.py [args]` on a free port, runs in workdir/runs; stdout+stderr to `log` (default: discarded)."""
-    port = _free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "TINYVISION_RUNS": str(workdir / "runs"), "GRADIO_ANALYTICS_ENABLED": "False"}
-    if data_root:
-        env["TINYVISION_DATA"] = data_root
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
-    if log:
-        out.close()  # the child holds its own copy
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                tail = Path(log).read_text(errors="replace")[-3000:] if log else ""
-                raise SystemExit(f"the app did not start\n{tail}")
-            time.sleep(0.5)
-
-
-@contextmanager
-def running_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = (),
-                log: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`start_app`, stopped (SIGTERM, then SIGKILL) on leaving, even when the body failed."""
-    proc, url = start_app(data_root, workdir, args, log)
-    try:
-        yield proc, url
-    finally:
-        for stop in (proc.terminate, proc.kill):  # SIGKILL only if SIGTERM has not ended it in 30 s
-            stop()
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=30)
-                break
-
-
-def app_at(url: str | None, data_root: str | None, workdir: Path):
-    """A context giving (process or None, url): the app at `url`, else one started with `running_app`."""
-    return nullcontext((None, url)) if url else running_app(data_root, workdir)
+from bench.serving import ROOT, app_at  # noqa: E402
 
 
 def payloads(workdir: Path) -> dict[str, tuple]:
@@ -160,16 +103,15 @@ def _report(calls, idle: dict, busy: dict | None, n: int, training_running: bool
     print(f"\nPrediction round trips through gradio_client, {n} sequential requests per row"
           + (f" (training still running at the end: {training_running})" if busy else "") + "\n")
     if busy is None:
-        print("| endpoint | p50 ms | p95 ms | max ms |")
-        print("|---|---:|---:|---:|")
-        for name in calls:
-            print(f"| {name} | {statistics.median(idle[name]):.0f} | {p95(idle[name]):.0f} | {max(idle[name]):.0f} |")
+        print_table(["endpoint", "p50 ms", "p95 ms", "max ms"],
+                    [[name, f"{statistics.median(t):.0f}", f"{p95(t):.0f}", f"{max(t):.0f}"]
+                     for name, t in idle.items()])
         return 0
-    print("| endpoint | idle p50 ms | idle p95 ms | training p50 ms | training p95 ms | p50 ratio |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
     for name in calls:
         a, b = statistics.median(idle[name]), statistics.median(busy[name])
-        print(f"| {name} | {a:.0f} | {p95(idle[name]):.0f} | {b:.0f} | {p95(busy[name]):.0f} | {b / a:.1f}x |")
+        rows.append([name, f"{a:.0f}", f"{p95(idle[name]):.0f}", f"{b:.0f}", f"{p95(busy[name]):.0f}", f"{b / a:.1f}x"])
+    print_table(["endpoint", "idle p50 ms", "idle p95 ms", "training p50 ms", "training p95 ms", "p50 ratio"], rows)
     return 0
 
 

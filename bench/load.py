@@ -2,7 +2,7 @@
 
     python -m bench.load --clients 32 --seconds 60 [--training] [--url URL] [--data-root DIR]
 
-Without --url the app is started as `python app.py` (bench.latency.start_app). Each client is a gradio_client
+Without --url the app is started as `python app.py` (bench.serving.start_app). Each client is a gradio_client
 Client in its own thread, sending /predict_digit (a drawn digit) back to back. With --training the fast preset
 trains through /train (from another client) for the whole measurement and is stopped after it. The clients run on
 the same machine as the app, so they take CPU from it too: the figures are for the machine, not the app alone.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.latency import app_at, payloads, print_table, start_training
+from bench.latency import payloads, print_table, start_training
+from bench.serving import app_at
 
 
 def hammer(url: str, sketch: dict, clients: int, seconds: float) -> tuple[list[float], Counter, float]:

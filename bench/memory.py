@@ -2,7 +2,7 @@
 
     python -m bench.memory [--predictions 1000] [--steps 40] [--trainings 2] [--data-root DIR]
 
-RSS is VmRSS of the `python app.py` subprocess (bench.latency.start_app) from /proc/<pid>/status. Predictions
+RSS is VmRSS of the `python app.py` subprocess (bench.serving.start_app) from /proc/<pid>/status. Predictions
 alternate a drawn digit (/predict_digit) and a photo (/classify_image); the trainings are the fast preset with a
 step budget (/train's max_steps). Growth that stops after the first rounds is caches and allocator pools; growth
 in every round would be a leak.
@@ -14,7 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.latency import measure, payloads, print_table, running_app
+from bench.latency import measure, payloads, print_table
+from bench.serving import running_app
 
 
 def rss_mb(pid: int) -> float:

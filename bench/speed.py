@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for label, secs, acc, ips, ratio in rows:
         print(f"| {label} | {secs:.1f} | {acc:.4f} | {ips:.0f} | {ratio} |")
-    print(f"\ndefault runs: " + ", ".join(f"{r['train_seconds']:.1f}s/{r['test_acc']:.4f}" for r in default))
+    print("\ndefault runs: " + ", ".join(f"{r['train_seconds']:.1f}s/{r['test_acc']:.4f}" for r in default))
     return 0
 
 

@@ -17,7 +17,8 @@ from torch import nn
 from . import models
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
-           "make_meta", "library_versions", "quantize_state_dict", "dequantize_state_dict", "export_checkpoint"]
+           "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
+           "dequantize_state_dict", "export_checkpoint"]
 
 FORMAT = "tinyvision-checkpoint"
 VERSION = 1
@@ -142,8 +143,45 @@ def export_checkpoint(src: str | Path, dst: str | Path, quantize: bool = False) 
     return save_checkpoint(dst, payload, state_dict)
 
 
+def state_shapes(state_dict: Any) -> dict[str, tuple]:
+    """Parameter shapes a state dict describes, 4-bit packed tensors included, without unpacking anything."""
+    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                   for k, v in state_dict.items()):
+        raise CheckpointError("its weights are not a dict of named tensors")
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(QUANT_SUFFIXES)}
+    try:
+        for key in [k[:-4] for k in state_dict if k.endswith("::q4")]:
+            shapes[key] = (state_dict[key + "::q4"].shape[0], int(state_dict[key + "::cols"]))
+    except (KeyError, RuntimeError, ValueError):
+        raise CheckpointError("its 4-bit weights are incomplete") from None
+    return shapes
+
+
+def check_architecture(payload: dict) -> None:
+    """Check that a loaded checkpoint's weights fit its registered architecture, before anything is allocated.
+
+    The model is built on the meta device, so a file claiming an enormous model costs no memory; a mismatch is a
+    CheckpointError naming the first differing weight.
+    """
+    c, size, _ = payload["input_shape"]
+    if not isinstance(payload["model_kwargs"], dict) or "pretrained" in payload["model_kwargs"]:
+        # (a pretrained flag would make building download weights; saved runs never carry it)
+        raise CheckpointError("its model_kwargs are not a dict of architecture settings")
+    try:
+        with torch.device("meta"):
+            net = models.create_model(payload["model"], len(payload["classes"]), c, size, **payload["model_kwargs"])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"its model settings are invalid: {str(exc).splitlines()[0]}") from None
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = state_shapes(payload["state_dict"])
+    if got != expected:
+        wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
+        raise CheckpointError(f"its weights do not fit model {payload['model']!r} (first difference: {wrong[0]})")
+
+
 def build_from_checkpoint(payload: dict) -> nn.Module:
     """Rebuild the model of a loaded checkpoint in eval mode; a weight/architecture mismatch is a CheckpointError."""
+    check_architecture(payload)
     c, size, _ = payload["input_shape"]
     try:
         model = models.create_model(payload["model"], num_classes=len(payload["classes"]), in_channels=c,

@@ -48,7 +48,8 @@ def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False,
 @torch.no_grad()
 def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
                    amp_dtype: torch.dtype | None = None, tta_flip: bool = False) -> dict:
-    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data`."""
+    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
+    uint8 images, so a caller can draw them without loading the data again)."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -72,7 +73,8 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
     sample = torch.linspace(0, len(data) - 1, min(SAMPLE_COUNT, len(data))).long()
     return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data), "per_class": per_class,
             "confusion": confusion.tolist(),
-            "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist()}}
+            "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist(),
+                        "images": data.images[sample.to(data.images.device)].cpu()}}
 
 
 def main(argv: list[str] | None = None) -> int:

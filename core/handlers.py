@@ -16,7 +16,7 @@ from .checkpoint import CheckpointError
 from .inference import InputError, Predictor, load_photo, photo_to_input, sketch_to_digit, top_k
 
 __all__ = ["CHECKPOINT_DIR", "DIGITS", "PHOTOS", "EMPTY_SKETCH", "EMPTY_PHOTO", "MIN_PHOTO_SIDE", "Studio",
-           "enlarge", "blank_canvas"]
+           "enlarge", "blank_canvas", "kind_of"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def _file_path(value: Any) -> str | Path | None:
     raise InputError("expected an image file")
 
 
-def _kind(predictor: Predictor) -> str:
+def kind_of(predictor: Predictor) -> str:
+    """The tab a model belongs to: digits (1 channel) or photos."""
     return DIGITS if predictor.input_shape[0] == 1 else PHOTOS
 
 
@@ -75,13 +76,13 @@ class Studio:
 
     def keys(self, kind: str) -> list[str]:
         """Model keys for a tab, the default first."""
-        keys = [k for k, p in self.models.items() if _kind(p) == kind]
+        keys = [k for k, p in self.models.items() if kind_of(p) == kind]
         preferred = [k for k in PREFERRED[kind] if k in keys]
         return preferred + [k for k in keys if k not in preferred]
 
     def choices(self, kind: str, extra: dict[str, Predictor] | None = None) -> list[tuple[str, str]]:
         """(label, key) pairs for a model dropdown; `extra` holds one visitor's own models (listed first)."""
-        own = [(f"yours: {p.name}", k) for k, p in (extra or {}).items() if _kind(p) == kind]
+        own = [(f"yours: {p.name}", k) for k, p in (extra or {}).items() if kind_of(p) == kind]
         return own[::-1] + [(self.models[k].name, k) for k in self.keys(kind)]
 
     def default(self, kind: str) -> str | None:
@@ -97,7 +98,7 @@ class Studio:
             key = self.default(kind)
         known = {**self.models, **(extra or {})}
         predictor = known.get(key) if isinstance(key, str) else None
-        if predictor is None or _kind(predictor) != kind:
+        if predictor is None or kind_of(predictor) != kind:
             names = ", ".join(k for _, k in self.choices(kind, extra)) or "none installed"
             raise InputError(f"unknown model {key!r} for {kind}; choose one of: {names}")
         return predictor

@@ -14,7 +14,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -25,7 +24,7 @@ from . import checkpoint as ckpt
 from . import data as D
 from . import models, plots
 from . import train as T
-from .handlers import DIGITS, PHOTOS
+from .handlers import DIGITS, kind_of
 from .inference import InputError, Predictor
 
 __all__ = ["TrainRequest", "TrainingService", "OUTPUTS", "TABLE_HEADERS", "DATASET_LABELS", "LIMITS", "FAST",
@@ -85,55 +84,21 @@ def _number(name: str, value: Any, integer: bool) -> int | float:
     return float(value)
 
 
-def _state_shapes(state_dict: Any) -> dict[str, tuple]:
-    """Parameter shapes a state dict describes, 4-bit packed tensors included, without unpacking anything."""
-    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                   for k, v in state_dict.items()):
-        raise ckpt.CheckpointError("its weights are not a dict of named tensors")
-    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if not k.endswith(ckpt.QUANT_SUFFIXES)}
-    try:
-        for key in [k[:-4] for k in state_dict if k.endswith("::q4")]:
-            shapes[key] = (state_dict[key + "::q4"].shape[0], int(state_dict[key + "::cols"]))
-    except (KeyError, RuntimeError, ValueError):
-        raise ckpt.CheckpointError("its 4-bit weights are incomplete") from None
-    return shapes
-
-
 def check_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint someone sent (weights-only) and check its weights fit the registered architecture.
-
-    The architecture is built on the meta device first, so a file claiming an enormous model costs no memory.
-    Raises InputError with the reason; returns the payload.
-    """
+    """Load a checkpoint someone sent (weights-only) and check its weights fit the registered architecture
+    (core.checkpoint.check_architecture). Raises InputError with the reason; returns the payload."""
     try:
         payload = ckpt.load_checkpoint(path)
-        c, size, _ = payload["input_shape"]
-        if not isinstance(payload["model_kwargs"], dict) or "pretrained" in payload["model_kwargs"]:
-            # (a pretrained flag would make loading download weights; saved runs never carry it)
-            raise ckpt.CheckpointError("its model_kwargs are not a dict of architecture settings")
-        try:
-            with torch.device("meta"):
-                net = models.create_model(payload["model"], len(payload["classes"]), c, size,
-                                          **payload["model_kwargs"])
-        except (ValueError, TypeError, RuntimeError) as exc:
-            raise ckpt.CheckpointError(f"its model settings are invalid: {str(exc).splitlines()[0]}") from None
-        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        got = _state_shapes(payload["state_dict"])
-        if got != expected:
-            wrong = sorted(set(got) ^ set(expected)) or sorted(k for k in got if got[k] != expected[k])
-            raise ckpt.CheckpointError(f"its weights do not fit model {payload['model']!r} (first difference: "
-                                       f"{wrong[0]})")
+        ckpt.check_architecture(payload)
     except ckpt.CheckpointError as exc:
         raise InputError(f"not a usable checkpoint: {exc}") from None
     return payload
 
 
-@lru_cache(maxsize=2)
-def _test_images(dataset: str, root: str | None, seed: int) -> np.ndarray:
-    """The test split as (N, H, W) or (N, H, W, 3) uint8, for drawing the sample grid."""
-    data = D.load_dataset(dataset, "test", root, False, FOLDER_IMAGE_SIZE, FOLDER_CHANNELS, seed)
-    images = data.images.numpy()
-    return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+def _hwc(images: torch.Tensor) -> np.ndarray:
+    """uint8 (N, C, H, W) -> (N, H, W) for grey or (N, H, W, 3), as the sample grid draws them."""
+    a = images.numpy()
+    return a[:, 0] if a.shape[1] == 1 else a.transpose(0, 2, 3, 1)
 
 
 def progress_html(fraction: float, text: str) -> str:
@@ -157,8 +122,7 @@ def _clean_history(history: Any) -> list[dict]:
 class _Dashboard:
     """What the page shows about one run, updated event by event."""
 
-    def __init__(self, cfg: T.TrainConfig, history: list[dict]):
-        self.cfg = cfg
+    def __init__(self, history: list[dict]):
         self.history = list(history)
         self.log: list[str] = []
         self.classes: list[str] = []
@@ -198,8 +162,7 @@ class _Dashboard:
                         log="\n".join(self.log), report=T.summarize(e))
         if "samples" in e:
             s = e["samples"]
-            images = _test_images(self.cfg.dataset, self.cfg.data_root, self.cfg.seed)[s["index"]]
-            out.update(self._set(samples=plots.sample_grid(images, s["true"], s["pred"], self.classes),
+            out.update(self._set(samples=plots.sample_grid(_hwc(s["images"]), s["true"], s["pred"], self.classes),
                                  per_class=plots.per_class_bars(e["per_class"]),
                                  confusion=plots.confusion_matrix(e["confusion"], self.classes)))
         return out
@@ -359,7 +322,7 @@ class TrainingService:
         stop = threading.Event()
         with self._lock:
             self._stops[session] = stop
-        dash = _Dashboard(cfg, history)
+        dash = _Dashboard(history)
         try:
             for event in T.train(cfg, should_stop=stop.is_set):
                 kind = event["type"]
@@ -409,7 +372,7 @@ class TrainingService:
             own[key] = predictor
             while len(own) > SESSION_MODELS_KEPT:
                 own.pop(next(iter(own)))
-        kind = DIGITS if predictor.input_shape[0] == 1 else PHOTOS
+        kind = kind_of(predictor)
         tab = "Draw a digit" if kind == DIGITS else "Classify a photo"
         return own, kind, key, (f"**{predictor.name}** is now selected in the *{tab}* tab — for you only; "
                                 "other visitors keep the shipped models.")

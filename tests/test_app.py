@@ -1,21 +1,20 @@
 """The app's handlers on real inputs, and the app's API through gradio_client against a live local server."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from bench import pendigits
-from browser_support import serve_app
+from bench.serving import serve_app
 from conftest import ROOT
+from core.data import CIFAR10_CLASSES
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, Studio
 from core.inference import InputError
 
 CAT = ROOT / "examples" / "photos" / "cat.jpg"
 HORSE = ROOT / "examples" / "photos" / "horse.png"  # RGBA
-CIFAR_CLASSES = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+CIFAR_CLASSES = set(CIFAR10_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ import pytest
 
 from bench import pendigits
 from bench.browser_pen import CANVAS, Network, canvas_geometry, clear_sketch, drag, settled_label, subsample
-from browser_support import ARTIFACTS, chromium, serve_app
+from bench.serving import ARTIFACTS, chromium, serve_app
 from conftest import PEN_DIGITS, ROOT
+from core.data import CIFAR10_CLASSES
 from core.inference import Predictor, sketch_to_digit
 
-CIFAR_CLASSES = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+CIFAR_CLASSES = set(CIFAR10_CLASSES)
 
 
 @pytest.fixture(scope="module")

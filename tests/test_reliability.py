@@ -7,7 +7,7 @@ import pytest
 from bench.bad_inputs import (FILES, TRAIN_REFUSALS, WRONG_TYPES, checkpoint_hashes, folder_root, healthy,
                               make_corpus, run_corpus, run_files, training_refusals)
 from bench.faults import kill_app_during_training
-from bench.latency import running_app
+from bench.serving import running_app
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from core import checkpoint as ckpt
-from core import data as D
 from core import train as T
 
 

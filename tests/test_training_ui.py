@@ -1,12 +1,12 @@
 """The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bench.serving import serve_app
 from core import checkpoint as ckpt
 from core import models
 from core import train as T
@@ -202,21 +202,10 @@ def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Through the API of a launched app
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, data_root):
-    import app
-
-    demo = app.build_app(training=TrainingService(runs_root=tmp_path_factory.mktemp("runs"), data_root=data_root))
-    port = _free_port()
-    app.launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve_app(training=TrainingService(runs_root=tmp_path_factory.mktemp("runs"), data_root=data_root)) as url:
+        yield url
 
 
 def test_api_train_with_defaults_and_a_step_budget_returns_the_report(served):
