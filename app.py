@@ -56,8 +56,10 @@ def _blank_sketch() -> dict:
     return {"background": white, "layers": [], "composite": white}
 
 
-def _cleared() -> tuple:
-    return _blank_sketch(), None, None, EMPTY_SKETCH
+# The Clear button presses the sketchpad's own "Clear canvas", and after any clear the brush is picked again (a
+# cleared editor has no tool selected). The clear is an input event like a stroke: its prediction resets the answer.
+CLICK_EDITOR_CLEAR = """() => { document.querySelector("#sketch button[aria-label='Clear canvas']")?.click(); }"""
+PICK_BRUSH = """() => { setTimeout(() => document.querySelector("#sketch button[aria-label='Brush']")?.click(), 0); }"""
 
 
 def _session(request: gr.Request | None) -> str:
@@ -282,9 +284,10 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
                      concurrency_limit=2)
         digit_model.change(predict_digit, [sketch, digit_model, session_models], digit_outputs,
                            api_visibility="private", show_progress="hidden", concurrency_id="predict")
-        # Clearing puts the blank canvas back, and with it the brush (an emptied sketchpad has no tool selected).
-        for clearing in (clear_sketch.click, sketch.clear):
-            clearing(_cleared, None, [sketch, *digit_outputs], api_visibility="private", queue=False)
+        # Clearing happens in the browser. (A fresh canvas sent from the server left the editor reloading it, with a
+        # spinner, and it dropped the next strokes.)
+        clear_sketch.click(None, None, None, js=CLICK_EDITOR_CLEAR, queue=False, api_visibility="private")
+        sketch.clear(None, None, None, js=PICK_BRUSH, queue=False, api_visibility="private")
 
         photo_outputs = [photo_label, photo_seen, photo_status]
         # The raw upload goes to the handler (preprocess=False) so that it, not Gradio's own decoder, opens the

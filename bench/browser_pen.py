@@ -4,9 +4,8 @@
 
 Replays the pen trajectories of ../shared/pen-digits (evaluation only) as the pointer events of mouse drags on the
 page's canvas in headless Debian Chromium (Playwright, /usr/bin/chromium), alternating the recorded layout (small,
-off-centre) and big/centred, reads the label the page shows after each digit, clears with the sketchpad's own
-"Clear canvas" button, and prints the accuracy. A digit whose strokes the editor loses (seen now and then on this
-software-rendered browser) is drawn again on a reloaded page, and counted. Screenshots of errors go to
+off-centre) and big/centred, reads the label the page shows after each digit, presses the app's Clear, and prints
+the accuracy. A digit whose strokes the editor loses is drawn again on a reloaded page, and counted. Screenshots of errors go to
 test-artifacts/. Without --url the app is served in this process on a free port.
 """
 from __future__ import annotations
@@ -170,7 +169,7 @@ def replay(page, digits: list[dict]) -> dict:
         results.append({"label": d["label"], "writer": d["writer"], "layout": layout, "predicted": predicted})
         if predicted != str(d["label"]):
             page.screenshot(path=str(ARTIFACTS / f"draw-{i:03d}-{d['label']}-as-{predicted}.png"))
-        clear_sketch(page, network, button="#sketch button[aria-label='Clear canvas']")
+        clear_sketch(page, network)
     correct = sum(r["predicted"] == str(r["label"]) for r in results)
     return {"digits": len(results), "correct": correct, "accuracy": correct / len(results),
             "seconds": round(time.monotonic() - t0, 1), "redrawn_after_reload": redrawn,
