@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
+from PIL import Image
 
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, TOP_K, Studio, blank_canvas
 from core.inference import InputError
@@ -34,6 +36,21 @@ def _user_errors(fn: Callable) -> Callable:
             return fn(*args)
         except InputError as exc:
             raise gr.Error(str(exc)) from None
+    return wrapper
+
+
+def _own_image_file(fn: Callable) -> Callable:
+    """Give the model's-eye image of every answer its own file. Gradio stores an output image under the hash of its
+    bytes and rewrites that file on every request, so two requests with the same image (two visitors clicking one
+    example photo, or the same sketch sent by many clients) race: a download that reads the file while the other
+    request truncates it gets an empty, broken image. A per-answer tag in the PNG's text chunk changes the hash."""
+    @functools.wraps(fn)
+    def wrapper(*args):
+        label, seen, status = fn(*args)
+        if seen is not None:
+            seen = Image.fromarray(seen)
+            seen.info["answer"] = uuid.uuid4().hex
+        return label, seen, status
     return wrapper
 
 
@@ -243,16 +260,17 @@ def _answer_column(studio: Studio, kind: str, prefix: str, prompt: str, seen_siz
         label = gr.Label(num_top_classes=TOP_K[kind], label="Prediction", elem_id=f"{prefix}-label")
         status = gr.Markdown(prompt, label="Status", elem_id=f"{prefix}-status")
         seen = gr.Image(label=f"What the model saw ({seen_size})", interactive=False, height=240, buttons=[],
-                        elem_id=f"{prefix}-seen")
+                        format="png", elem_id=f"{prefix}-seen")
     return model, label, status, seen
 
 
 def build_app(studio: Studio | None = None, training: TrainingService | None = None) -> gr.Blocks:
     studio = studio or Studio()
-    predict_digit = _user_errors(studio.predict_digit)
-    classify_image = _user_errors(_uploads_only(studio.classify_image))
+    predict_digit = _user_errors(_own_image_file(studio.predict_digit))
+    classify_image = _user_errors(_own_image_file(_uploads_only(studio.classify_image)))
 
-    with gr.Blocks(title="TinyVision Studio") as demo:
+    # Every stroke uploads the canvas and every answer writes an image: files older than an hour are deleted, hourly.
+    with gr.Blocks(title="TinyVision Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# TinyVision Studio\nDraw a digit or drop in a photo; small models answer on this machine.")
         with gr.Tab("Draw a digit", id="draw"):
             with gr.Row():

@@ -182,6 +182,27 @@ def test_api_classify_image(client):
     assert "answered by" in status
 
 
+def test_api_same_photo_from_many_clients_at_once_gets_whole_images(client):
+    """Identical answers must not share one cache file that every request rewrites (a download that read it while
+    another request truncated it got an empty body): each answer's image is its own file, complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import handle_file
+
+    def classify(_):
+        return client.predict(handle_file(str(CAT)), None, api_name="/classify_image")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(classify, range(24)))
+    tags = set()
+    for label, seen, _ in answers:
+        with Image.open(seen) as image:
+            image.load()
+            tags.add(image.info.get("answer"))
+        assert label["label"] == answers[0][0]["label"]
+    assert None not in tags and len(tags) == len(answers)
+
+
 def test_api_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
