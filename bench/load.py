@@ -101,13 +101,12 @@ def hammer_http(url: str, png: Path, clients: int, seconds: float) -> tuple[list
         (await http.get(seen["url"])).raise_for_status()
 
     async def worker(i: int, deadline: float) -> None:
+        session = f"load-client-{i}"  # one session per client, as one open page (or one gradio_client) has
         async with httpx.AsyncClient(timeout=120) as http:
-            n = 0
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
-                n += 1
                 try:
-                    await one(http, f"load{i}x{n}")
+                    await one(http, session)
                 except Exception as exc:  # counted and shown, never hidden
                     errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
                     continue
