@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import os
 import uuid
 from pathlib import Path
@@ -29,7 +30,17 @@ BRUSH_RADIUS = 12  # a pen-like stroke on this canvas; preprocessing brings any 
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Show an InputError's message on the page and return it to API callers (other errors stay generic)."""
+    """Show an InputError's message on the page and return it to API callers (other errors stay generic); for a
+    generator (a streaming event) also when the error comes while it streams."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(*args):
+            try:
+                yield from fn(*args)
+            except InputError as exc:
+                raise gr.Error(str(exc)) from None
+        return streaming
+
     @functools.wraps(fn)
     def wrapper(*args):
         try:
@@ -167,12 +178,9 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     def stream(updates) -> Iterator[tuple]:
         """Core's update dicts as output tuples; what did not change is skipped, the status note cleared once."""
         note = training.device_note()
-        try:
-            for update in updates:
-                yield (*(update[k] if k in update else gr.skip() for k in OUTPUTS), note)
-                note = gr.skip()
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
+        for update in updates:
+            yield (*(update[k] if k in update else gr.skip() for k in OUTPUTS), note)
+            note = gr.skip()
 
     def train(dataset: str, model: str, epochs: int, batch_size: int, lr: float, optimizer: str, val_split: float,
               augment: bool, amp: bool, max_steps: int, max_seconds: float, max_train_images: int, folder: str,
@@ -222,10 +230,10 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
                [dataset, model, val_split, *recipe_fields], queue=False, api_visibility="private")
     # One training at a time on this machine; predictions have their own queue ("predict") and stay responsive.
     train_btn.click(queued_note, None, status, queue=False, api_visibility="private")
-    train_btn.click(train, form, outputs, api_name="train", concurrency_limit=1, concurrency_id="train",
-                    show_progress="minimal", show_progress_on=[progress])
+    train_btn.click(_user_errors(train), form, outputs, api_name="train", concurrency_limit=1,
+                    concurrency_id="train", show_progress="minimal", show_progress_on=[progress])
     resume_btn.click(queued_note, None, status, queue=False, api_visibility="private")
-    resume_btn.click(resume, [run_state], outputs, api_visibility="private", concurrency_limit=1,
+    resume_btn.click(_user_errors(resume), [run_state], outputs, api_visibility="private", concurrency_limit=1,
                      concurrency_id="train", show_progress="minimal", show_progress_on=[progress])
     stop_btn.click(stop, None, status, queue=False, api_name="stop_training")
     use_btn.click(_user_errors(use), [run_state, session_models],

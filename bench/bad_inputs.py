@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 import tempfile
 import time
-import uuid
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -31,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from bench.latency import print_table
-from bench.serving import ROOT, running_app
+from bench.serving import ROOT, PageSession, running_app
 
 DIGIT, PHOTO = "/predict_digit", "/classify_image"
 PROMPTS = ("Draw a digit", "Upload a photo")
@@ -327,8 +325,19 @@ class _OpensAFile:
         return open, (self.marker, "w")
 
 
+# Bad checkpoint uploads (bad_checkpoints builds the files) and the refusal each must get
+BAD_CHECKPOINTS = {"pickle with code": "Python objects other than tensors",
+                   "truncated file": "not a readable checkpoint", "text file": "not a readable checkpoint",
+                   "other architecture": "do not fit model 'digitnet'", "unknown model": "unknown model 'resnet'",
+                   "enormous model": "do not fit model 'digitnet'",
+                   "download on load": "not a dict of architecture settings"}
+
+
 def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
-    """Checkpoint files a visitor might upload, each with the refusal it must get: name -> (file, regex)."""
+    """Checkpoint files a visitor might upload, each with the refusal it must get: name -> (file, regex).
+
+    Loading "pickle with code" unsafely would create `marker`.
+    """
     import torch
 
     from core import checkpoint as ckpt
@@ -336,17 +345,23 @@ def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
 
     workdir.mkdir(parents=True, exist_ok=True)
     shipped = ROOT / "checkpoints" / "mnist-digitnet.pt"
-    meta = ckpt.load_checkpoint(shipped)
-    code = workdir / "pickle-with-code.pt"
-    torch.save({**meta, "hook": _OpensAFile(marker)}, code)
-    truncated = workdir / "truncated.pt"
-    truncated.write_bytes(shipped.read_bytes()[:4096])
-    other = {k: v for k, v in meta.items() if k not in ("state_dict", "train_state")}
-    arch = ckpt.save_checkpoint(workdir / "other-architecture.pt", other,
-                                models.create_model("lenet", 10, 1, 28).state_dict())
-    return {"pickle with code": (code, "other than tensors|could run code"),
-            "truncated file": (truncated, "not a readable checkpoint"),
-            "other architecture": (arch, "do not fit model")}
+    meta = {k: v for k, v in ckpt.load_checkpoint(shipped).items() if k not in ("state_dict", "train_state")}
+    lenet = models.create_model("lenet", 10, 1, 28).state_dict()
+    digitnet = models.create_model("digitnet").state_dict()
+    files = {"pickle with code": workdir / "pickle-with-code.pt", "truncated file": workdir / "truncated.pt",
+             "text file": workdir / "notes.pt"}
+    torch.save({**meta, "state_dict": {}, "hook": _OpensAFile(marker)}, files["pickle with code"])
+    files["truncated file"].write_bytes(shipped.read_bytes()[:4096])
+    files["text file"].write_text("not a checkpoint")
+    for name, changes, weights in [
+            ("other architecture", {}, lenet),
+            ("unknown model", {"model": "resnet"}, lenet),
+            # a claimed million-channel net: checked on the meta device, never allocated
+            ("enormous model", {"model_kwargs": {"widths": [10 ** 6] * 3}}, digitnet),
+            # a pretrained flag would make building the model download weights
+            ("download on load", {"model": "alexnet", "model_kwargs": {"pretrained": True}}, lenet)]:
+        files[name] = ckpt.save_checkpoint(workdir / f"{name.replace(' ', '-')}.pt", {**meta, **changes}, weights)
+    return {name: (files[name], refusal) for name, refusal in BAD_CHECKPOINTS.items()}
 
 
 def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: dict[int, Path] | None = None,
@@ -355,30 +370,11 @@ def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: d
 
     `files` maps input positions to local files that are uploaded first. Returns (success, output or error).
     """
-    import httpx
-
-    with httpx.Client(base_url=url, timeout=timeout) as http:
-        config = http.get("config").json()
-        target = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
-        fn = next(d for d in config["dependencies"] if [target, trigger] in [list(t) for t in d["targets"]])
+    with PageSession(url, timeout) as page:
         inputs = list(inputs)
         for position, path in (files or {}).items():
-            with open(path, "rb") as f:
-                uploaded = http.post("gradio_api/upload", files={"files": (path.name, f)}).json()[0]
-            inputs[position] = {"path": uploaded, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-        session = uuid.uuid4().hex[:10]
-        joined = http.post("gradio_api/queue/join", json={"data": inputs, "fn_index": fn["id"], "trigger_id": target,
-                                                          "session_hash": session, "event_data": None})
-        joined.raise_for_status()
-        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as events:
-            for line in events.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                msg = json.loads(line[5:])
-                if msg.get("msg") == "process_completed":
-                    output = msg.get("output") or {}
-                    return bool(msg.get("success")), output.get("data", output.get("error"))
-    raise RuntimeError("the event stream ended without a result")
+            inputs[position] = page.upload(path)
+        return page.call(page.event(elem_id=elem_id, trigger=trigger), inputs)
 
 
 def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = TRAIN_REFUSALS,

@@ -135,15 +135,15 @@ def drag(page, strokes, geometry, max_points: int = 12) -> None:
         page.mouse.up()
 
 
-def clear_sketch(page, network: Network, quiet: float = 0.8, button: str = "#clear-sketch") -> None:
-    """Click Clear and wait until the blank canvas is back (the editor reloads it) before the next digit."""
-    page.click(button)
+def clear_sketch(page, network: Network, quiet: float = 0.8) -> None:
+    """Click Clear and wait until the answer is reset and the page is quiet before the next digit."""
+    page.click("#clear-sketch")
     page.wait_for_function("() => !document.querySelector(\"#digit-label [data-testid='label-output-value']\")",
                            timeout=15_000)
     deadline = time.monotonic() + 30
     while network.quiet_for() < quiet and time.monotonic() < deadline:
         page.wait_for_timeout(100)
-    page.wait_for_timeout(300)  # the editor redraws the blank background; a person takes longer than this
+    page.wait_for_timeout(300)  # the editor redraws the cleared canvas; a person takes longer than this
 
 
 def replay(page, digits: list[dict]) -> dict:

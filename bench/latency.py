@@ -25,14 +25,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.serving import ROOT, app_at  # noqa: E402
 
 
+def sketch_payload(png: Path) -> dict:
+    """A sketchpad value for gradio_client: the image file as background and composite, no layers."""
+    from gradio_client import handle_file
+
+    return {"background": handle_file(str(png)), "layers": [], "composite": handle_file(str(png))}
+
+
 def payloads(workdir: Path) -> dict[str, tuple]:
     from gradio_client import handle_file
 
     canvas = np.full((400, 400, 3), 255, np.uint8)
     canvas[80:320, 185:215] = 0
     Image.fromarray(canvas).save(workdir / "one.png")
-    sketch = {"background": handle_file(str(workdir / "one.png")), "layers": [],
-              "composite": handle_file(str(workdir / "one.png"))}
+    sketch = sketch_payload(workdir / "one.png")
     photo = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))[0]
     return {"/predict_digit": (sketch,), "/classify_image": (handle_file(str(photo)),)}
 

@@ -3,17 +3,15 @@
     python -m bench.load --clients 32 --seconds 60 [--training] [--http] [--url URL] [--data-root DIR]
 
 Without --url the app is started as `python app.py` (bench.serving.start_app). Each client sends /predict_digit (a
-drawn digit) back to back: by default a gradio_client Client in its own thread; with --http a lighter client that
-speaks the page's own HTTP protocol (upload the canvas, join the queue, read the event stream, fetch the answer's
-image), all clients in one asyncio loop. With --training the fast preset trains through /train (from another
+drawn digit) back to back from its own thread: by default a gradio_client Client; with --http a lighter client
+that speaks the page's own HTTP protocol (bench.serving.PageSession: upload the canvas, join the queue, read the
+event stream, fetch the answer's image). With --training the fast preset trains through /train (from another
 client) for the whole measurement and is stopped after it. The clients run on the same machine as the app, so they
 take CPU from it too: the table gives the CPU seconds the app and this process used per request.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -21,11 +19,12 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from bench.latency import payloads, print_table, start_training
-from bench.serving import app_at
+from bench.serving import PageSession, app_at
 
 
 def cpu_seconds(pid: int) -> float:
@@ -34,22 +33,45 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def hammer(url: str, sketch: dict, clients: int, seconds: float) -> tuple[list[float], Counter, float]:
-    """Latencies (ms) of the successful requests, error messages counted, and the measured wall time."""
+def gradio_client_caller(url: str, sketch: dict) -> Callable[[], None]:
+    """One gradio_client Client sending the drawn digit to /predict_digit."""
     from gradio_client import Client
 
-    connected = [Client(url, verbose=False) for _ in range(clients)]
+    client = Client(url, verbose=False)
+    return lambda: client.predict(sketch, "mnist-digitnet", api_name="/predict_digit")
+
+
+def page_caller(url: str, png: Path) -> Callable[[], None]:
+    """One page's session doing what the page does for a stroke: upload the canvas, run the event through the
+    queue, fetch the answer's image."""
+    page = PageSession(url)
+    event = page.event(api_name="predict_digit")
+    canvas = png.read_bytes()
+
+    def call() -> None:
+        image = page.upload(png, canvas)
+        success, output = page.call(event, [{"background": image, "layers": [], "composite": image},
+                                            "mnist-digitnet", None])
+        if not success:
+            raise RuntimeError(str(output))
+        page.http.get(output[1]["url"]).raise_for_status()
+    return call
+
+
+def hammer(callers: list[Callable[[], None]], seconds: float) -> tuple[list[float], Counter, float]:
+    """Each caller in its own thread, back to back for `seconds`: latencies (ms) of the successful calls, error
+    messages counted, and the measured wall time."""
     latencies: list[float] = []
     errors: Counter = Counter()
     lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
+    start = threading.Barrier(len(callers) + 1)
 
-    def worker(client) -> None:
+    def worker(call) -> None:
         start.wait()
         while time.perf_counter() < deadline:
             t0 = time.perf_counter()
             try:
-                client.predict(sketch, "mnist-digitnet", api_name="/predict_digit")
+                call()
             except Exception as exc:  # counted and shown, never hidden
                 with lock:
                     errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
@@ -57,7 +79,7 @@ def hammer(url: str, sketch: dict, clients: int, seconds: float) -> tuple[list[f
             with lock:
                 latencies.append((time.perf_counter() - t0) * 1000)
 
-    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in connected]
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in callers]
     for t in threads:
         t.start()
     t0 = time.perf_counter()
@@ -65,59 +87,6 @@ def hammer(url: str, sketch: dict, clients: int, seconds: float) -> tuple[list[f
     start.wait()
     for t in threads:
         t.join()
-    return latencies, errors, time.perf_counter() - t0
-
-
-def hammer_http(url: str, png: Path, clients: int, seconds: float) -> tuple[list[float], Counter, float]:
-    """`hammer` with clients that do what the page does for a stroke, over plain HTTP, in one event loop."""
-    import httpx
-
-    api = url.rstrip("/") + "/gradio_api"
-    config = httpx.get(url.rstrip("/") + "/config").json()
-    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "predict_digit")
-    body = png.read_bytes()
-    latencies: list[float] = []
-    errors: Counter = Counter()
-
-    async def one(http, session: str) -> None:
-        r = await http.post(f"{api}/upload", files=[("files", ("sketch.png", body, "image/png"))])
-        r.raise_for_status()
-        image = {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
-        sketch = {"background": image, "layers": [], "composite": image}
-        r = await http.post(f"{api}/queue/join", json={"data": [sketch, "mnist-digitnet", None],
-                                                        "fn_index": fn_index, "session_hash": session})
-        r.raise_for_status()
-        event = r.json()["event_id"]
-        async with http.stream("GET", f"{api}/queue/data", params={"session_hash": session}) as stream:
-            async for line in stream.aiter_lines():
-                msg = json.loads(line[5:]) if line.startswith("data:") else {}
-                if msg.get("event_id") == event and msg.get("msg") == "process_completed":
-                    if not msg.get("success"):
-                        raise RuntimeError(str(msg.get("output"))[:120])
-                    seen = msg["output"]["data"][1]
-                    break
-            else:
-                raise RuntimeError("the event stream ended without the answer")
-        (await http.get(seen["url"])).raise_for_status()
-
-    async def worker(i: int, deadline: float) -> None:
-        session = f"load-client-{i}"  # one session per client, as one open page (or one gradio_client) has
-        async with httpx.AsyncClient(timeout=120) as http:
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                try:
-                    await one(http, session)
-                except Exception as exc:  # counted and shown, never hidden
-                    errors[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
-                    continue
-                latencies.append((time.perf_counter() - t0) * 1000)
-
-    async def run() -> None:
-        deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(worker(i, deadline) for i in range(clients)))
-
-    t0 = time.perf_counter()
-    asyncio.run(run())
     return latencies, errors, time.perf_counter() - t0
 
 
@@ -140,11 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             Client(url, verbose=False).predict(sketch, "mnist-digitnet", api_name="/predict_digit")  # warm-up
             trainer = Client(url, verbose=False) if args.training else None
             job = start_training(trainer, epochs=50) if trainer else None
+            callers = [page_caller(url, Path(sketch["composite"]["path"])) if args.http else
+                       gradio_client_caller(url, sketch) for _ in range(args.clients)]
             app_cpu, own_cpu = (cpu_seconds(proc.pid) if proc else float("nan")), cpu_seconds(os.getpid())
-            if args.http:
-                latencies, errors, wall = hammer_http(url, workdir / "one.png", args.clients, args.seconds)
-            else:
-                latencies, errors, wall = hammer(url, sketch, args.clients, args.seconds)
+            latencies, errors, wall = hammer(callers, args.seconds)
             app_cpu = (cpu_seconds(proc.pid) if proc else float("nan")) - app_cpu
             own_cpu = cpu_seconds(os.getpid()) - own_cpu
             still_training = job is not None and not job.done()

@@ -3,18 +3,22 @@
 `serve_app` runs it in this process (app.launch, shipped checkpoints); `start_app`/`running_app` run
 `python app.py` in a subprocess, as a visitor's server would, so a measuring client never shares its process.
 `chromium` is Debian's /usr/bin/chromium driven by Playwright (never `playwright install`: it downloads a browser).
+`PageSession` speaks the app's HTTP protocol the way its page does, for events gradio_client cannot reach and for
+load that gradio_client's own CPU use would distort.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TINYVISION_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -104,3 +108,55 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+class PageSession:
+    """One open page's session with the app over HTTP: upload files, join the queue, read the event stream.
+
+    `call` runs one event (found by api_name, or by the elem_id and trigger of the component that fires it) and
+    returns (success, output data or error message).
+    """
+
+    def __init__(self, url: str, timeout: float = 120):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+        self.config = self.http.get("config").json()
+        self.session = uuid.uuid4().hex[:10]
+
+    def __enter__(self) -> "PageSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.http.close()
+
+    def event(self, api_name: str | None = None, elem_id: str | None = None,
+              trigger: str | None = None) -> tuple[int, int | None]:
+        """(fn_index, trigger_id) of an event."""
+        if api_name is not None:
+            return next(d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name), None
+        target = next(c["id"] for c in self.config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+        fn = next(d for d in self.config["dependencies"] if [target, trigger] in [list(t) for t in d["targets"]])
+        return fn["id"], target
+
+    def upload(self, path: Path, data: bytes | None = None) -> dict:
+        """A file sent to the upload route, as the FileData payload an input then carries."""
+        body = path.read_bytes() if data is None else data
+        r = self.http.post("gradio_api/upload", files={"files": (path.name, body)})
+        r.raise_for_status()
+        return {"path": r.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def call(self, event: tuple[int, int | None], inputs: list[Any]) -> tuple[bool, Any]:
+        fn_index, trigger_id = event
+        joined = self.http.post("gradio_api/queue/join", json={
+            "data": inputs, "fn_index": fn_index, "trigger_id": trigger_id, "session_hash": self.session,
+            "event_data": None})
+        joined.raise_for_status()
+        event_id = joined.json()["event_id"]
+        with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
+                    output = msg.get("output") or {}
+                    return bool(msg.get("success")), output.get("data", output.get("error"))
+        raise RuntimeError("the event stream ended without a result")

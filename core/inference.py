@@ -243,10 +243,13 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
-        meta = ckpt.load_checkpoint(path)
-        model = ckpt.build_from_checkpoint(meta).to(memory_format=torch.channels_last)
-        meta.pop("state_dict", None)
-        meta.pop("train_state", None)
+        return cls.from_payload(path, ckpt.load_checkpoint(path))
+
+    @classmethod
+    def from_payload(cls, path: str | Path, payload: dict) -> "Predictor":
+        """From a checkpoint already loaded (core.checkpoint.load_checkpoint) from `path`; `payload` is not changed."""
+        model = ckpt.build_from_checkpoint(payload).to(memory_format=torch.channels_last)
+        meta = {k: v for k, v in payload.items() if k not in ("state_dict", "train_state")}
         return cls(Path(path), meta, model)
 
     @property

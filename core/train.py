@@ -152,7 +152,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     - {"type": "progress", "epoch", "step", "steps", "loss", "images_per_s", "eta_s"} a few times an epoch;
     - {"type": "epoch", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr",
        "seconds", "train_seconds", "images_per_s", "checkpoint", "per_class", "confusion", "samples"};
-    - {"type": "end", "stopped": bool, ...the last epoch report...}.
+    - {"type": "end", "stopped": bool, "checkpoint", "resumable", ...the last epoch report...}: "checkpoint" is the
+      file holding the latest state (this run's, or the resumed one if no epoch finished), "resumable" whether it
+      keeps the optimizer state (every epoch's checkpoint but the final one's).
 
     `should_stop` is polled between batches; when it returns True the epoch in progress is abandoned and the last
     completed epoch's checkpoint stays on disk.
@@ -225,6 +227,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
            "total_steps": total_steps, "start_epoch": start_epoch}
 
     report: dict | None = history[-1] if history else None
+    # The file that holds the run's latest state, and whether it can be resumed: the resumed checkpoint until this
+    # run writes its first epoch.
+    latest = (str(cfg.resume), True) if cfg.resume else (None, False)
     stopped = False
     progress_every = max(1, steps_per_epoch // 20)
     out_of_time = False
@@ -305,12 +310,13 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
             ckpt.save_checkpoint(cfg.out, {**meta, "metrics": metrics, "history": history, "epoch": epoch},
                                  model.state_dict(), None if last else train_state)
             report["checkpoint"] = str(cfg.out)
+            latest = (str(cfg.out), not last)
         yield report
         if should_stop():
             stopped = True
             break
     end = dict(report or {})
-    end.update(type="end", stopped=stopped, checkpoint=str(cfg.out) if cfg.out and report else None)
+    end.update(type="end", stopped=stopped, checkpoint=latest[0], resumable=latest[1])
     yield end
 
 

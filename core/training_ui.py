@@ -329,11 +329,7 @@ class TrainingService:
                 if kind != "end":
                     yield getattr(dash, kind)(event)
                     continue
-                checkpoint = event.get("checkpoint")
-                if checkpoint and not Path(checkpoint).is_file():
-                    checkpoint = resume_from  # stopped before the resumed run finished an epoch
-                resumable = bool(checkpoint) and event["stopped"] and "train_state" in ckpt.load_checkpoint(checkpoint)
-                yield dash.end(event, checkpoint, resumable)
+                yield dash.end(event, event["checkpoint"], event["stopped"] and event["resumable"])
         except FloatingPointError as exc:
             raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is kept.") from None
         except (D.DataError, ValueError, torch.OutOfMemoryError) as exc:
@@ -364,18 +360,7 @@ class TrainingService:
         except ckpt.CheckpointError as exc:
             raise InputError(f"this checkpoint cannot be used ({exc}); runs are kept {RUN_MAX_AGE_S // 3600} hours"
                              ) from None
-        own = dict(session_models or {})
-        key = next((k for k, p in own.items() if str(p.path) == str(path)), None)
-        if key is None:
-            number = max((int(k.rsplit("-", 1)[1]) for k in own), default=0) + 1
-            key = f"yours-{number}"
-            own[key] = predictor
-            while len(own) > SESSION_MODELS_KEPT:
-                own.pop(next(iter(own)))
-        kind = kind_of(predictor)
-        tab = "Draw a digit" if kind == DIGITS else "Classify a photo"
-        return own, kind, key, (f"**{predictor.name}** is now selected in the *{tab}* tab — for you only; "
-                                "other visitors keep the shipped models.")
+        return _offer(predictor, session_models)
 
     def adopt_upload(self, path: str | None, session_models: dict | None) -> tuple[dict, str, str, dict, str]:
         """Check an uploaded checkpoint, keep a copy as this session's run and offer it in the predictor tabs.
@@ -385,6 +370,10 @@ class TrainingService:
         if not path:
             raise InputError("no file was uploaded")
         payload = check_checkpoint(path)
+        try:
+            predictor = Predictor.from_payload(path, payload)
+        except ckpt.CheckpointError as exc:
+            raise InputError(f"not a usable checkpoint: {exc}") from None
         run_dir = self._new_run_dir()
         try:
             copy = run_dir / f"uploaded-{payload['dataset']}-{payload['model']}.pt"
@@ -392,5 +381,21 @@ class TrainingService:
         finally:
             with self._lock:
                 self._active_dirs.discard(run_dir)
-        own, kind, key, message = self.use_checkpoint(str(copy), session_models)
+        own, kind, key, message = _offer(replace(predictor, path=copy), session_models)
         return own, kind, key, {"checkpoint": str(copy), "resumable": "train_state" in payload}, message
+
+
+def _offer(predictor: Predictor, session_models: dict | None) -> tuple[dict, str, str, str]:
+    """Add a model to one session's own models (once per file, the oldest dropped beyond SESSION_MODELS_KEPT)."""
+    own = dict(session_models or {})
+    key = next((k for k, p in own.items() if str(p.path) == str(predictor.path)), None)
+    if key is None:
+        number = max((int(k.rsplit("-", 1)[1]) for k in own), default=0) + 1
+        key = f"yours-{number}"
+        own[key] = predictor
+        while len(own) > SESSION_MODELS_KEPT:
+            own.pop(next(iter(own)))
+    kind = kind_of(predictor)
+    tab = "Draw a digit" if kind == DIGITS else "Classify a photo"
+    return own, kind, key, (f"**{predictor.name}** is now selected in the *{tab}* tab — for you only; "
+                            "other visitors keep the shipped models.")

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from bench import pendigits
+from bench.latency import sketch_payload
 from bench.serving import serve_app
 from conftest import ROOT
 from core.data import CIFAR10_CLASSES
@@ -152,10 +153,8 @@ def client():
 
 
 def _sketch_payload(array: np.ndarray, path) -> dict:
-    from gradio_client import handle_file
-
     Image.fromarray(array).save(path)
-    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+    return sketch_payload(path)
 
 
 def test_api_lists_both_endpoints(client):

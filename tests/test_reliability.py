@@ -4,8 +4,8 @@ come from the scripts in bench/ (README, "Reliability"); these are their fast pa
 """
 import pytest
 
-from bench.bad_inputs import (FILES, TRAIN_REFUSALS, WRONG_TYPES, checkpoint_hashes, folder_root, healthy,
-                              make_corpus, run_corpus, run_files, training_refusals)
+from bench.bad_inputs import (BAD_CHECKPOINTS, FILES, TRAIN_REFUSALS, WRONG_TYPES, checkpoint_hashes, folder_root,
+                              healthy, make_corpus, run_corpus, run_files, training_refusals)
 from bench.faults import kill_app_during_training
 from bench.serving import running_app
 
@@ -36,7 +36,7 @@ def test_bad_training_requests_and_checkpoint_uploads_are_refused_and_nothing_ru
     proc, url, workdir = app
     before = checkpoint_hashes()
     rows = training_refusals(url, workdir)
-    assert len(rows) == len(TRAIN_REFUSALS) + 3 + 1  # + the three uploads + the code-ran check
+    assert len(rows) == len(TRAIN_REFUSALS) + len(BAD_CHECKPOINTS) + 1  # + the code-ran check
     assert [r for r in rows if not r["clear refusal"]] == []
     assert run_files(workdir) == []  # refused before any run folder was filled
     assert checkpoint_hashes() == before

@@ -1,11 +1,10 @@
 """The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from bench.bad_inputs import BAD_CHECKPOINTS, bad_checkpoints
 from bench.serving import serve_app
 from core import checkpoint as ckpt
 from core import models
@@ -63,6 +62,15 @@ def test_stop_after_an_epoch_keeps_it_and_resume_finishes_the_run(service):
     assert end["run"]["resumable"] and "train_state" in ckpt.load_checkpoint(end["checkpoint"])
     assert "stopped; the checkpoint of epoch 1 is kept" in end["log"]
     assert service.adopt_upload(end["checkpoint"], {})[3]["resumable"]  # a stopped run's file resumes anywhere
+
+    # Stopped again before the resumed run finishes an epoch: the file it resumed from is still the one to keep.
+    interrupted = []
+    for update in service.run(TrainRequest(), session="a", resume_from=end["run"]["checkpoint"]):
+        interrupted.append(update)
+        if len(interrupted) == 2:  # the first progress event
+            service.stop("a")
+    assert interrupted[-1]["report"]["stopped"] is True and interrupted[-1]["report"]["epoch"] == 1
+    assert interrupted[-1]["run"] == {"checkpoint": end["checkpoint"], "resumable": True}
 
     resumed = list(service.run(TrainRequest(), session="a", resume_from=end["run"]["checkpoint"]))
     assert [row[0] for row in resumed[0]["table"]] == ["1"] and "curves" in resumed[0]  # the history so far
@@ -136,47 +144,15 @@ def test_folder_datasets_stay_inside_the_allowed_root(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Checkpoints a visitor uploads, and models offered to one session only
 
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _payload(model: str = "digitnet") -> dict:
-    return ckpt.make_meta(model, "mnist", [str(i) for i in range(10)], (1, 28, 28), (0.13,), (0.31,))
-
-
-def _bad_checkpoints(tmp_path: Path) -> dict[str, Path]:
-    files = {}
-    evil = _RunsCode()
-    evil.marker = tmp_path / "pwned"
-    files["code"] = tmp_path / "code.pt"
-    torch.save({**_payload(), "state_dict": {}, "extra": evil}, files["code"])
-    files["truncated"] = tmp_path / "truncated.pt"
-    files["truncated"].write_bytes(SHIPPED_DIGITS.read_bytes()[:5000])
-    lenet = models.create_model("lenet", 10, 1, 28)
-    files["architecture"] = ckpt.save_checkpoint(tmp_path / "arch.pt", _payload("digitnet"), lenet.state_dict())
-    files["unknown"] = ckpt.save_checkpoint(tmp_path / "unknown.pt", _payload("resnet"), lenet.state_dict())
-    huge = {**_payload(), "model_kwargs": {"widths": [10 ** 6] * 3}}
-    files["huge"] = ckpt.save_checkpoint(tmp_path / "huge.pt", huge, models.create_model("digitnet").state_dict())
-    download = {**_payload("alexnet"), "model_kwargs": {"pretrained": True}}
-    files["download"] = ckpt.save_checkpoint(tmp_path / "download.pt", download, lenet.state_dict())
-    files["text"] = tmp_path / "notes.pt"
-    files["text"].write_text("not a checkpoint")
-    return files
-
-
-@pytest.mark.parametrize("kind, message", [
-    ("code", "Python objects other than tensors"), ("truncated", "not a readable checkpoint"),
-    ("architecture", "do not fit model 'digitnet'"), ("unknown", "unknown model 'resnet'"),
-    ("huge", "do not fit model 'digitnet'"), ("text", "not a readable checkpoint"),
-    ("download", "not a dict of architecture settings"),
-])
-def test_bad_uploads_are_refused_and_nothing_runs(tmp_path, kind, message):
-    path = _bad_checkpoints(tmp_path)[kind]
+@pytest.mark.parametrize("name", BAD_CHECKPOINTS)
+def test_bad_uploads_are_refused_and_nothing_runs(tmp_path, name):
+    marker = tmp_path / "code-ran"
+    files = bad_checkpoints(tmp_path / "uploads", marker)
+    path, message = files[name]
     service = TrainingService(runs_root=tmp_path / "runs")
     with pytest.raises(InputError, match=message):
         service.adopt_upload(str(path), {})
-    assert not (tmp_path / "pwned").exists() and not list((tmp_path / "runs").glob("run-*/*"))
+    assert not marker.exists() and not list((tmp_path / "runs").glob("run-*/*"))
 
 
 def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
