@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from bench.latency import print_table
-from bench.serving import ROOT, PageSession, running_app
+from bench.serving import ROOT, PageSession, api_client, running_app
 
 DIGIT, PHOTO = "/predict_digit", "/classify_image"
 PROMPTS = ("Draw a digit", "Upload a photo")
@@ -384,9 +384,7 @@ def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = T
     Each row: what was sent, the answer, and whether it was a clear refusal. The app must have been started with
     `--allow-folders folder_root(workdir)`; `uploads` picks bad_checkpoints() by name (default: all).
     """
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+    client = api_client(url)
     rows = []
     for change, refusal in cases:
         try:
@@ -415,8 +413,6 @@ def run_files(workdir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gradio_client import Client
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", type=int, default=8, help="files per category (heavy categories: at most 2)")
     p.add_argument("--data-root", default=None)
@@ -431,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         allowed = folder_root(workdir)
         with running_app(args.data_root, workdir, ("--allow-folders", str(allowed)), workdir / "app.log") as (proc,
                                                                                                              url):
-            client = Client(url, verbose=False)
+            client = api_client(url)
             t0 = time.perf_counter()
             rows, unclear = run_corpus(client, proc, cases)
             seconds = time.perf_counter() - t0

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.bad_inputs import checkpoint_hashes, healthy
 from bench.latency import print_table, start_training
-from bench.serving import running_app
+from bench.serving import api_client, running_app
 
 
 def kill_app_during_training(proc: subprocess.Popen, url: str, workdir: Path, data_root: str | None = None,
@@ -30,11 +30,9 @@ def kill_app_during_training(proc: subprocess.Popen, url: str, workdir: Path, da
 
     Returns what was observed: checks as booleans, timings in seconds.
     """
-    from gradio_client import Client
-
     result = {}
     before = checkpoint_hashes()
-    job = start_training(Client(url, verbose=False), **(request or dict(epochs=3)))
+    job = start_training(api_client(url), **(request or dict(epochs=3)))
     if after_epoch:
         while not any(workdir.glob("runs/run-*/*.pt")) and not job.done():
             time.sleep(0.1)
@@ -46,7 +44,7 @@ def kill_app_during_training(proc: subprocess.Popen, url: str, workdir: Path, da
     t0 = time.perf_counter()
     with running_app(data_root, workdir, log=workdir / "app-restarted.log") as (proc, url):
         result["restart s"] = round(time.perf_counter() - t0, 1)
-        client = Client(url, verbose=False)
+        client = api_client(url)
         result["serves a prediction after restart"] = healthy(client, workdir)
         t0 = time.perf_counter()
         outputs = client.submit(max_steps=retrain_steps, max_train_images=256, batch_size=64,

@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.serving import ROOT, app_at  # noqa: E402
+from bench.serving import ROOT, api_client, app_at  # noqa: E402
 
 
 def sketch_payload(png: Path) -> dict:
@@ -77,8 +77,6 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gradio_client import Client
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=30, help="requests per endpoint and condition")
     p.add_argument("--url", default=None, help="a running app (default: start one)")
@@ -89,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with app_at(args.url, args.data_root, workdir) as (_, url):
-            client, trainer = Client(url, verbose=False), Client(url, verbose=False)
+            client, trainer = api_client(url), api_client(url)
             calls = payloads(workdir)
             measure(client, calls, 3)  # warm-up: connections, model caches
             idle = measure(client, calls, args.n)

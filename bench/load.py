@@ -1,11 +1,12 @@
 """Load: N concurrent clients sending sketch predictions for S seconds, optionally while training.
 
-    python -m bench.load --clients 32 --seconds 60 [--training] [--http] [--url URL] [--data-root DIR]
+    python -m bench.load --clients 32 --seconds 60 [--training] [--http] [--ssl-verify] [--url URL] [--data-root DIR]
 
 Without --url the app is started as `python app.py` (bench.serving.start_app). Each client sends /predict_digit (a
-drawn digit) back to back from its own thread: by default a gradio_client Client; with --http a lighter client
-that speaks the page's own HTTP protocol (bench.serving.PageSession: upload the canvas, join the queue, read the
-event stream, fetch the answer's image). With --training the fast preset trains through /train (from another
+drawn digit) back to back from its own thread: by default a gradio_client Client (bench.serving.api_client:
+certificate verification off for a plain-HTTP URL; --ssl-verify keeps gradio_client's default, which loads a CA
+bundle for each of its requests); with --http a lighter client that speaks the page's own HTTP protocol
+(bench.serving.PageSession: upload the canvas, join the queue, read the event stream, fetch the answer's image). With --training the fast preset trains through /train (from another
 client) for the whole measurement and is stopped after it. The clients run on the same machine as the app, so they
 take CPU from it too: the table gives the CPU seconds the app and this process used per request.
 """
@@ -24,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from bench.latency import payloads, print_table, start_training
-from bench.serving import PageSession, app_at
+from bench.serving import PageSession, api_client, app_at
 
 
 def cpu_seconds(pid: int) -> float:
@@ -33,11 +34,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def gradio_client_caller(url: str, sketch: dict) -> Callable[[], None]:
-    """One gradio_client Client sending the drawn digit to /predict_digit."""
-    from gradio_client import Client
-
-    client = Client(url, verbose=False)
+def gradio_client_caller(url: str, sketch: dict, ssl_verify: bool = False) -> Callable[[], None]:
+    """One gradio_client Client (bench.serving.api_client) sending the drawn digit to /predict_digit."""
+    client = api_client(url, ssl_verify)
     return lambda: client.predict(sketch, "mnist-digitnet", api_name="/predict_digit")
 
 
@@ -91,13 +90,13 @@ def hammer(callers: list[Callable[[], None]], seconds: float) -> tuple[list[floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gradio_client import Client
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--training", action="store_true", help="train the fast preset in the same app meanwhile")
     p.add_argument("--http", action="store_true", help="the page's HTTP protocol instead of gradio_client")
+    p.add_argument("--ssl-verify", action="store_true",
+                   help="gradio_client's default: load the CA bundle for every request, even over plain HTTP")
     p.add_argument("--url", default=None, help="a running app (default: start one)")
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)
@@ -106,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         with app_at(args.url, args.data_root, workdir) as (proc, url):
             sketch = payloads(workdir)["/predict_digit"][0]
-            Client(url, verbose=False).predict(sketch, "mnist-digitnet", api_name="/predict_digit")  # warm-up
-            trainer = Client(url, verbose=False) if args.training else None
+            api_client(url).predict(sketch, "mnist-digitnet", api_name="/predict_digit")  # warm-up
+            trainer = api_client(url) if args.training else None
             job = start_training(trainer, epochs=50) if trainer else None
             callers = [page_caller(url, Path(sketch["composite"]["path"])) if args.http else
-                       gradio_client_caller(url, sketch) for _ in range(args.clients)]
+                       gradio_client_caller(url, sketch, args.ssl_verify) for _ in range(args.clients)]
             app_cpu, own_cpu = (cpu_seconds(proc.pid) if proc else float("nan")), cpu_seconds(os.getpid())
             latencies, errors, wall = hammer(callers, args.seconds)
             app_cpu = (cpu_seconds(proc.pid) if proc else float("nan")) - app_cpu
@@ -123,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     q = np.percentile(latencies, [50, 95, 99]) if latencies else [float("nan")] * 3
     condition = ("while training" + ("" if still_training else " (the training ended early!)")
                  if args.training else "idle")
-    kind = "HTTP (the page's protocol)" if args.http else "gradio_client"
+    kind = ("HTTP (the page's protocol)" if args.http else
+            "gradio_client, ssl_verify on" if args.ssl_verify else "gradio_client")
     requests = len(latencies) + sum(errors.values())
     print(f"\n{args.clients} {kind} clients, /predict_digit back to back for {wall:.0f} s, {condition}\n")
     print_table(["clients", "condition", "requests", "throughput req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.latency import measure, payloads, print_table
-from bench.serving import running_app
+from bench.serving import api_client, running_app
 
 
 def rss_mb(pid: int) -> float:
@@ -27,8 +27,6 @@ def rss_mb(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gradio_client import Client
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--predictions", type=int, default=1000, help="total predictions, both endpoints together")
     p.add_argument("--rounds", type=int, default=4, help="RSS readings during the predictions")
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         with running_app(args.data_root, workdir) as (proc, url):
-            client = Client(url, verbose=False)
+            client = api_client(url)
             calls = payloads(workdir)
             measure(client, calls, 10)
             rows.append(["after warm-up (20 predictions)", 0, rss_mb(proc.pid)])

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import html
 import os
+import queue
 import shutil
+import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,6 +44,9 @@ TABLE_HEADERS = ["epoch", "train loss", "train acc", "val loss", "val acc", "tes
 RUN_MAX_AGE_S = 6 * 3600  # run folders older than this are removed when the next run starts
 RUNS_KEPT = 20  # and never more than this many
 SESSION_MODELS_KEPT = 4  # a visitor's own models held in memory at once
+# A training runs in its own thread this much nicer than the app (Linux): visitors' predictions keep the CPU they
+# need and the training takes what is left, instead of both slowing down alike.
+TRAIN_NICENESS = 10
 
 
 def dataset_channels(dataset: str) -> int:
@@ -317,28 +323,31 @@ class TrainingService:
         `stop(session)`: the epoch in progress is dropped and the last completed epoch's checkpoint is kept.
         """
         cfg, history = self._resume_config(resume_from) if resume_from else (self.make_config(req), [])
+        dash = _Dashboard(history)
         run_dir = self._new_run_dir()
         cfg.out = str(run_dir / f"{cfg.dataset}-{cfg.model}.pt")
         stop = threading.Event()
         with self._lock:
             self._stops[session] = stop
-        dash = _Dashboard(history)
-        try:
-            for event in T.train(cfg, should_stop=stop.is_set):
-                kind = event["type"]
-                if kind != "end":
-                    yield getattr(dash, kind)(event)
-                    continue
-                yield dash.end(event, event["checkpoint"], event["stopped"] and event["resumable"])
-        except FloatingPointError as exc:
-            raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is kept.") from None
-        except (D.DataError, ValueError, torch.OutOfMemoryError) as exc:
-            raise InputError(str(exc).strip().splitlines()[0]) from None
-        finally:
+
+        def release() -> None:  # when the run is really over, even if its caller left before
             with self._lock:
                 if self._stops.get(session) is stop:
                     del self._stops[session]
                 self._active_dirs.discard(run_dir)
+
+        try:
+            with closing(in_background(T.train(cfg, should_stop=stop.is_set), on_end=release)) as events:
+                for event in events:
+                    kind = event["type"]
+                    if kind != "end":
+                        yield getattr(dash, kind)(event)
+                        continue
+                    yield dash.end(event, event["checkpoint"], event["stopped"] and event["resumable"])
+        except FloatingPointError as exc:
+            raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is kept.") from None
+        except (D.DataError, ValueError, torch.OutOfMemoryError) as exc:
+            raise InputError(str(exc).strip().splitlines()[0]) from None
 
     def stop(self, session: str = "") -> bool:
         """Ask the session's running training to stop between batches; False when it has none."""
@@ -383,6 +392,68 @@ class TrainingService:
                 self._active_dirs.discard(run_dir)
         own, kind, key, message = _offer(replace(predictor, path=copy), session_models)
         return own, kind, key, {"checkpoint": str(copy), "resumable": "train_state" in payload}, message
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Make the calling thread (and the threads it starts, such as torch's OpenMP workers) `niceness` nicer;
+    False where that is not possible. Linux only: elsewhere the call would renice the whole process."""
+    if not sys.platform.startswith("linux") or niceness <= 0:
+        return False
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError:
+        return False
+    return True
+
+
+def in_background(events: Iterator[dict], niceness: int = TRAIN_NICENESS,
+                  on_end: Callable[[], None] | None = None) -> Iterator[dict]:
+    """Step the generator `events` in its own lower-priority thread; yield its events (and raise its error) here.
+
+    The thread is new for each run, so the priority never sticks to a thread that later serves predictions. It
+    runs one step each time the caller asks for the next event, exactly as if the caller iterated `events` itself:
+    a run never gets ahead of what its page has shown, so Stop keeps the epoch the page last reported. A caller that
+    leaves (the page closed; Gradio closes the stream from its event loop) returns at once, and the thread closes
+    `events`. `on_end` runs in the thread once `events` is over, before the caller sees the end.
+    """
+    asks: queue.Queue = queue.Queue()
+    answers: queue.Queue = queue.Queue()
+    done = object()
+
+    def step() -> None:
+        lower_thread_priority(niceness)
+        last = None  # the end or the error, handed over after on_end
+        try:
+            while asks.get():
+                try:
+                    event = next(events)
+                except StopIteration:
+                    last = (done, None)
+                    return
+                except BaseException as exc:  # handed to the caller, which raises it
+                    last = (None, exc)
+                    return
+                answers.put((event, None))
+            events.close()
+        finally:
+            if on_end is not None:
+                on_end()
+            if last is not None:
+                answers.put(last)
+
+    threading.Thread(target=step, name="training", daemon=True).start()
+    try:
+        while True:
+            asks.put(True)
+            event, error = answers.get()
+            if error is not None:
+                raise error
+            if event is done:
+                return
+            yield event
+    finally:
+        asks.put(False)
 
 
 def _offer(predictor: Predictor, session_models: dict | None) -> tuple[dict, str, str, str]:

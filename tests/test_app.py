@@ -7,7 +7,7 @@ from PIL import Image
 
 from bench import pendigits
 from bench.latency import sketch_payload
-from bench.serving import serve_app
+from bench.serving import api_client, serve_app
 from conftest import ROOT
 from core.data import CIFAR10_CLASSES
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, Studio
@@ -146,10 +146,8 @@ def test_bad_photos_are_clear_input_errors(studio, tmp_path):
 
 @pytest.fixture(scope="module")
 def client():
-    from gradio_client import Client
-
     with serve_app() as url:
-        yield Client(url, verbose=False)
+        yield api_client(url)
 
 
 def _sketch_payload(array: np.ndarray, path) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.latency import payloads
-from bench.serving import ARTIFACTS, chromium, running_app
+from bench.serving import ARTIFACTS, api_client, chromium, running_app
 from core import checkpoint as ckpt
 
 SCREENSHOT = ARTIFACTS / "train-tab.png"  # copied to docs/train-tab.png for the README by hand, not by tests
@@ -23,10 +23,8 @@ def server(tmp_path, data_root):
 
 
 def _predict_digit(url: str, workdir: Path) -> str:
-    from gradio_client import Client
-
     sketch = payloads(workdir)["/predict_digit"][0]  # a drawn 1
-    label, _, _ = Client(url, verbose=False).predict(sketch, "mnist-digitnet", api_name="/predict_digit")
+    label, _, _ = api_client(url).predict(sketch, "mnist-digitnet", api_name="/predict_digit")
     return label["label"]
 
 

@@ -7,7 +7,7 @@ import pytest
 from bench.bad_inputs import (BAD_CHECKPOINTS, FILES, TRAIN_REFUSALS, WRONG_TYPES, checkpoint_hashes, folder_root,
                               healthy, make_corpus, run_corpus, run_files, training_refusals)
 from bench.faults import kill_app_during_training
-from bench.serving import running_app
+from bench.serving import api_client, running_app
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +19,11 @@ def app(tmp_path_factory, data_root):
 
 
 def test_one_of_every_bad_input_is_a_prediction_or_a_clear_error_and_the_app_keeps_serving(app):
-    from gradio_client import Client
-
     proc, url, workdir = app
     cases = make_corpus(workdir / "corpus", variants=1)
     assert {c.category for c in cases} == {*FILES, *WRONG_TYPES, "unknown model"}
     assert {c.endpoint for c in cases} == {"/predict_digit", "/classify_image"}
-    client = Client(url, verbose=False)
+    client = api_client(url)
     rows, unclear = run_corpus(client, proc, cases)
     assert unclear == []
     assert sum(r["count"] for r in rows) == len(cases)

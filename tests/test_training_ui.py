@@ -1,17 +1,22 @@
 """The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
 from pathlib import Path
 
+import os
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from bench.bad_inputs import BAD_CHECKPOINTS, bad_checkpoints
-from bench.serving import serve_app
+from bench.serving import api_client, serve_app
 from core import checkpoint as ckpt
 from core import models
 from core import train as T
 from core.handlers import DIGITS, Studio
 from core.inference import InputError
-from core.training_ui import OUTPUTS, TrainingService, TrainRequest, check_checkpoint
+from core.training_ui import OUTPUTS, TrainingService, TrainRequest, check_checkpoint, in_background
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DIGITS = ROOT / "checkpoints" / "mnist-digitnet.pt"
@@ -91,6 +96,66 @@ def test_stop_inside_the_first_epoch_ends_at_once_without_a_checkpoint(service):
     assert len(updates) == 3 and updates[-1]["report"]["stopped"] is True
     assert updates[-1]["checkpoint"] is None and not updates[-1]["run"]["resumable"]
     assert "no checkpoint to keep" in updates[-1]["log"] and not service.busy()
+
+
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_a_run_steps_in_its_own_nicer_thread_only_when_asked_and_errors_reach_the_caller():
+    seen, ended = [], []
+
+    def events(fail: bool):
+        for i in range(3):
+            seen.append((i, threading.get_ident(), _niceness()))
+            yield i
+        if fail:
+            raise FloatingPointError("loss is nan")
+
+    stream = in_background(events(False), niceness=5, on_end=lambda: ended.append(1))
+    assert next(stream) == 0
+    time.sleep(0.2)
+    assert len(seen) == 1  # the run waits for its caller, as if the caller stepped it itself
+    assert list(stream) == [1, 2] and ended == [1]  # on_end ran before the caller saw the end
+    assert {thread for _, thread, _ in seen} != {threading.get_ident()} and len({t for _, t, _ in seen}) == 1
+    if sys.platform.startswith("linux"):
+        assert {nice for *_, nice in seen} == {min(19, _niceness() + 5)}  # the caller's own priority is unchanged
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        list(in_background(events(True), on_end=lambda: ended.append(2)))
+    assert ended == [1, 2]
+
+
+def test_a_caller_that_leaves_returns_at_once_and_the_run_is_closed_in_its_thread():
+    closed, ended = threading.Event(), threading.Event()
+
+    def events():
+        try:
+            while True:
+                yield "batch"
+        finally:
+            time.sleep(0.5)  # a run that takes a while to wind up
+            closed.set()
+
+    stream = in_background(events(), on_end=ended.set)
+    assert next(stream) == "batch"
+    t0 = time.perf_counter()
+    stream.close()  # the page went away: Gradio closes the stream from its event loop, which must not block
+    assert time.perf_counter() - t0 < 0.3 and not ended.is_set()
+    assert ended.wait(10) and closed.is_set()
+
+
+def test_a_run_left_by_its_caller_ends_on_its_own_and_frees_the_session(service):
+    run = service.run(TrainRequest(epochs=1, max_train_images=4096, batch_size=64), session="c")
+    next(run)
+    t0 = time.perf_counter()
+    run.close()
+    assert time.perf_counter() - t0 < 1
+    deadline = time.time() + 60
+    while service.busy() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not service.busy()
+    end = list(service.run(TrainRequest(epochs=1, **SMALL), session="c"))[-1]
+    assert end["report"]["epoch"] == 1 and not service.busy()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -185,9 +250,7 @@ def served(tmp_path_factory, data_root):
 
 
 def test_api_train_with_defaults_and_a_step_budget_returns_the_report(served):
-    from gradio_client import Client
-
-    client = Client(served, verbose=False)
+    client = api_client(served)
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {p["parameter_name"]: p for p in api["/train"]["parameters"]}
     assert all(p["parameter_has_default"] for p in params.values())
