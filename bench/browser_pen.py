@@ -5,8 +5,8 @@
 Replays the pen trajectories of ../shared/pen-digits (evaluation only) as the pointer events of mouse drags on the
 page's canvas in headless Debian Chromium (Playwright, /usr/bin/chromium), alternating the recorded layout (small,
 off-centre) and big/centred, reads the label the page shows after each digit, presses the app's Clear, and prints
-the accuracy. A digit whose strokes the editor loses is drawn again on a reloaded page, and counted. Screenshots of errors go to
-test-artifacts/. Without --url the app is served in this process on a free port.
+the accuracy. A digit whose strokes the editor loses is drawn again on a reloaded page, and counted. Screenshots of
+errors go to test-artifacts/. Without --url the app is served in this process on a free port.
 """
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ Without --url the app is started as `python app.py` (bench.serving.start_app). E
 drawn digit) back to back from its own thread: by default a gradio_client Client (bench.serving.api_client:
 certificate verification off for a plain-HTTP URL; --ssl-verify keeps gradio_client's default, which loads a CA
 bundle for each of its requests); with --http a lighter client that speaks the page's own HTTP protocol
-(bench.serving.PageSession: upload the canvas, join the queue, read the event stream, fetch the answer's image). With --training the fast preset trains through /train (from another
-client) for the whole measurement and is stopped after it. The clients run on the same machine as the app, so they
-take CPU from it too: the table gives the CPU seconds the app and this process used per request.
+(bench.serving.PageSession: upload the canvas, join the queue, read the event stream, fetch the answer's image).
+With --training the fast preset trains through /train (from another client) for the whole measurement and is stopped
+after it. The clients run on the same machine as the app, so they take CPU from it too: the table gives the CPU
+seconds the app and this process used per request.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def api_client(url: str, ssl_verify: bool = False):
 
     gradio_client opens a new httpx client for each of its requests (queue join, event stream, file upload and
     download). With certificate verification on, each of them loads the CA bundle: about 60 ms of CPU here, some
-    240 ms per prediction, spent on the machine that also runs the app. A plain-HTTP URL has no certificate to
+    270 ms per prediction, spent on the machine that also runs the app. A plain-HTTP URL has no certificate to
     verify, so verification stays off there unless asked for; an https URL is always verified.
     """
     from gradio_client import Client

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import html
 import os
-import queue
 import shutil
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -417,43 +417,23 @@ def in_background(events: Iterator[dict], niceness: int = TRAIN_NICENESS,
     leaves (the page closed; Gradio closes the stream from its event loop) returns at once, and the thread closes
     `events`. `on_end` runs in the thread once `events` is over, before the caller sees the end.
     """
-    asks: queue.Queue = queue.Queue()
-    answers: queue.Queue = queue.Queue()
     done = object()
-
-    def step() -> None:
-        lower_thread_priority(niceness)
-        last = None  # the end or the error, handed over after on_end
-        try:
-            while asks.get():
-                try:
-                    event = next(events)
-                except StopIteration:
-                    last = (done, None)
-                    return
-                except BaseException as exc:  # handed to the caller, which raises it
-                    last = (None, exc)
-                    return
-                answers.put((event, None))
-            events.close()
-        finally:
-            if on_end is not None:
-                on_end()
-            if last is not None:
-                answers.put(last)
-
-    threading.Thread(target=step, name="training", daemon=True).start()
+    # One worker thread for the whole run: it is started by the first step, at the lower priority.
+    worker = ThreadPoolExecutor(1, "training", lower_thread_priority, (niceness,))
+    left = False
     try:
-        while True:
-            asks.put(True)
-            event, error = answers.get()
-            if error is not None:
-                raise error
-            if event is done:
-                return
-            yield event
+        while (event := worker.submit(next, events, done).result()) is not done:
+            try:
+                yield event
+            except GeneratorExit:
+                left = True
+                raise
     finally:
-        asks.put(False)
+        worker.submit(events.close)  # nothing to do once the run is over; when the caller left, it ends the run
+        ending = worker.submit(on_end) if on_end is not None else None
+        worker.shutdown(wait=False)
+        if ending is not None and not left:
+            ending.result()
 
 
 def _offer(predictor: Predictor, session_models: dict | None) -> tuple[dict, str, str, str]:

@@ -1,10 +1,9 @@
 """The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
-from pathlib import Path
-
 import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
