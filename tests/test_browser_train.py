@@ -28,6 +28,22 @@ def _predict_digit(url: str, workdir: Path) -> str:
     return label["label"]
 
 
+def _set_number(page, selector: str, value: str) -> None:
+    """Type into a number box and make sure the value stays.
+
+    On a slow machine a box that has just been shown (the Budget accordion opening) can still be given its initial
+    value after the first keystrokes, so the value is read back after a pause and typed again if it was lost.
+    """
+    box = page.locator(selector)
+    for _ in range(5):
+        box.fill(value)
+        box.press("Tab")
+        page.wait_for_timeout(500)
+        if box.input_value() == value:
+            return
+    raise AssertionError(f"{selector} would not keep the value {value}: it shows {box.input_value()!r}")
+
+
 def test_train_tab_streams_stops_downloads_and_offers_the_model(server, tmp_path):
     from playwright.sync_api import expect
 
@@ -50,10 +66,11 @@ def test_train_tab_streams_stops_downloads_and_offers_the_model(server, tmp_path
         epochs.fill("40")
         epochs.press("Enter")
         page.locator("#train-budget button.label-wrap").click()
-        page.locator("#train-max-images input").fill("512")
-        page.locator("#train-max-steps input").fill("80")
-        page.locator("#train-max-steps input").press("Tab")
+        _set_number(page, "#train-max-images input", "512")
+        _set_number(page, "#train-max-steps input", "80")
         page.locator("#train-start").click()
+        # The run really has the short epochs and the step budget.
+        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\(512 train, "), timeout=120_000)
 
         seen = {"curves": set(), "samples": set()}
         deadline = time.monotonic() + 240
