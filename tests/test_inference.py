@@ -1,11 +1,14 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from bench import pendigits
 from core import inference as I
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +53,52 @@ def test_polarity_transparency_and_brush_colour_are_handled(pen):
     assert np.abs(ref - coloured).mean() < 0.02
 
 
-def test_thin_and_thick_brushes_end_near_mnist_stroke_width(pen):
+def test_thin_and_thick_brushes_end_in_a_narrow_band_of_widths(pen):
     widths = []
     for brush in (4, 30):
         x = I.sketch_to_digit(_sketch(pen[7], 400, brush, "big"))
         ink = (x > 0.5).sum()
         widths.append(ink)
     thin, thick = widths
-    assert thick / thin < 2.5  # raw strokes differ 7.5x in width
+    assert thick / thin < 3  # raw strokes differ 7.5x in width; the band of widths is about 2x wide
+
+
+@pytest.fixture(scope="module")
+def digitnet():
+    return I.Predictor.load(CHECKPOINTS / "mnist-digitnet.pt")
+
+
+def test_thin_pen_lines_are_read_as_drawn(pen, digitnet):
+    """Thin lines are not thickened to MNIST's width: small loops (a nine's head, a seven's hook) stay open.
+
+    With every thin line thickened to MNIST's width this subset reads 96.4%; left thin, 97.6%.
+    """
+    subset, correct = pen[::3], 0
+    for layout in ("recorded", "big"):
+        for d in subset:
+            x = I.sketch_to_digit(_sketch(d, 400, 8, layout))
+            correct += int(np.argmax(digitnet.probabilities(x))) == d["label"]
+    assert correct / (2 * len(subset)) >= 0.97, f"{correct}/{2 * len(subset)}"
+
+
+@pytest.mark.parametrize("font", ["DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneralBolIta.ttf", "cmb10.ttf",
+                                  "cmss10.ttf"])
+def test_printed_digits_keep_their_hairlines(digitnet, font):
+    """Thick lines are thinned only towards MNIST's width, so the thin parts of bold serif digits survive.
+
+    Thinning them as far as thin pen lines are left misreads 6 of these 50 digits.
+    """
+    import matplotlib
+
+    face = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / font), 260)
+    wrong = []
+    for digit in range(10):
+        page = Image.new("RGB", (400, 400), "white")
+        ImageDraw.Draw(page).text((200, 200), str(digit), font=face, fill="black", anchor="mm")
+        predicted = int(np.argmax(digitnet.probabilities(I.sketch_to_digit(np.asarray(page)))))
+        if predicted != digit:
+            wrong.append((digit, predicted))
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize("empty", [None, {}, {"composite": None, "layers": [], "background": None},
