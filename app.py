@@ -26,7 +26,7 @@ from core.training_ui import (DATASET_LABELS, FAST, LIMITS, OUTPUTS, TABLE_HEADE
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))
 CANVAS = 400  # sketch pixels; the page scales the canvas to the space it has
-BRUSH_RADIUS = 12  # a pen-like stroke on this canvas; preprocessing brings any width to MNIST's anyway
+BRUSH_RADIUS = 6  # a pen-like line on this canvas (about 12 px wide): thin lines keep small loops open
 
 
 def _user_errors(fn: Callable) -> Callable:

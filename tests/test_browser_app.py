@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from app import BRUSH_RADIUS
 from bench import pendigits
 from bench.browser_pen import (CANVAS, Network, canvas_geometry, clear_sketch, drag, replay, settled_label,
                                subsample)
@@ -38,7 +39,7 @@ def _clear_digit():
     for d in pendigits.load(PEN_DIGITS):
         if d["label"] == 3 and len(d["strokes"]) == 1:
             strokes = pendigits.layout_strokes(d, CANVAS, "big")
-            x = sketch_to_digit({"composite": pendigits.render(subsample(strokes), CANVAS, 24)})
+            x = sketch_to_digit({"composite": pendigits.render(subsample(strokes), CANVAS, 2 * BRUSH_RADIUS)})
             if x is not None and predictor.probabilities(x)[3] > 0.9:
                 return strokes
     raise AssertionError("no pen 3 found")
