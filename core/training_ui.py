@@ -423,11 +423,10 @@ def in_background(events: Iterator[dict], niceness: int = TRAIN_NICENESS,
     left = False
     try:
         while (event := worker.submit(next, events, done).result()) is not done:
-            try:
-                yield event
-            except GeneratorExit:
-                left = True
-                raise
+            yield event
+    except GeneratorExit:  # the caller left: only a yield raises it
+        left = True
+        raise
     finally:
         worker.submit(events.close)  # nothing to do once the run is over; when the caller left, it ends the run
         ending = worker.submit(on_end) if on_end is not None else None

@@ -29,7 +29,7 @@ def _predict_digit(url: str, workdir: Path) -> str:
 
 
 def _set_number(page, selector: str, value: str) -> None:
-    """Type into a number box and make sure the value stays.
+    """Type into one of the Train form's number boxes and make sure the value stays.
 
     On a slow machine a box that has just been shown (the Budget accordion opening) can still be given its initial
     value after the first keystrokes, so the value is read back after a pause and typed again if it was lost.
@@ -62,15 +62,14 @@ def test_train_tab_streams_stops_downloads_and_offers_the_model(server, tmp_path
         expect(page.locator("#train-dataset input")).to_have_value("MNIST (digits)")
 
         # Short epochs (512 images, 2 steps) and a step budget, so the run streams several epochs quickly.
-        epochs = page.locator("#train-epochs input[type=number]")
-        epochs.fill("40")
-        epochs.press("Enter")
+        _set_number(page, "#train-epochs input[type=number]", "40")
         page.locator("#train-budget button.label-wrap").click()
         _set_number(page, "#train-max-images input", "512")
         _set_number(page, "#train-max-steps input", "80")
         page.locator("#train-start").click()
-        # The run really has the short epochs and the step budget.
-        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\(512 train, "), timeout=120_000)
+        # The run really has the short epochs and the epoch count typed.
+        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\(512 train, .* epochs 40\b"),
+                                                                  timeout=120_000)
 
         seen = {"curves": set(), "samples": set()}
         deadline = time.monotonic() + 240
