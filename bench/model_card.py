@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import pen_accuracy  # noqa: E402
 from core import checkpoint as ckpt  # noqa: E402
 from core import data as D  # noqa: E402
-from core.evaluate import evaluate_model  # noqa: E402
+from core.evaluate import evaluate_model, tta_options  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 from core.models import count_parameters  # noqa: E402
 
@@ -49,20 +49,26 @@ def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:
     return statistics.median(times), float(np.percentile(times, 95))
 
 
+def _tta_words(payload: dict) -> str:
+    tta = tta_options(payload)
+    views = (["flip"] if tta["tta_flip"] else []) + ([f"{tta['tta_shift']} px shifts"] if tta["tta_shift"] else [])
+    return f", {' + '.join(views)} TTA" if views else ""
+
+
 def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> Path:
     torch.set_num_threads(1)
     payload = ckpt.load_checkpoint(path)
     predictor = Predictor.load(path)
     c, size, _ = payload["input_shape"]
     test = D.load_dataset(payload["dataset"], "test", data_root, False, size, c)
-    result = evaluate_model(predictor.model, test, tta_flip=bool(payload.get("tta_flip")))
+    result = evaluate_model(predictor.model, test, **tta_options(payload))
     p50, p95 = latency_ms(predictor)
     cfg = payload.get("config", {})
     history = payload.get("history", [])
     train_seconds = history[-1]["train_seconds"] if history else None
     lines = [f"# {path.stem}", "", f"`{payload['model']}` trained on {payload['dataset']}. {note}".rstrip(), "",
              "| | |", "|---|---|",
-             f"| test accuracy | **{result['acc']:.4f}** ({len(test)} images{', flip TTA' if payload.get('tta_flip') else ''}) |",
+             f"| test accuracy | **{result['acc']:.4f}** ({len(test)} images{_tta_words(payload)}) |",
              f"| parameters | {count_parameters(predictor.model):,} |",
              f"| file size | {path.stat().st_size / 2**20:.2f} MB{' (' + payload['quantized'] + ')' if payload.get('quantized') else ''} |",
              f"| CPU latency, one image (1 thread) | p50 {p50:.2f} ms, p95 {p95:.2f} ms |",
@@ -70,7 +76,7 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
              f"| training wall time | {train_seconds:.0f} s |" if train_seconds else "| training wall time | - |",
              f"| trained on | {payload.get('trained_on', 'CPU, 2 cores')} |",
              f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')}, "
-             f"weight decay {cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
+             f"momentum {cfg.get('momentum')}, weight decay {cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
              f"augmentation {'on' if cfg.get('augment') else 'off'}, seed {cfg.get('seed')}, "
              f"model kwargs {payload.get('model_kwargs') or '{}'} |",
              f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",

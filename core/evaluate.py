@@ -12,24 +12,43 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import data as D
 
-__all__ = ["evaluate_model", "predict_logits", "fit_temperature", "main"]
+__all__ = ["evaluate_model", "predict_logits", "fit_temperature", "tta_options", "main"]
 
 SAMPLE_COUNT = 24
 
 
+def tta_options(meta: dict) -> dict:
+    """The test-time augmentation a checkpoint was evaluated with, as keyword arguments of `predict_logits`."""
+    return {"tta_flip": bool(meta.get("tta_flip")), "tta_shift": int(meta.get("tta_shift") or 0)}
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: bool = False) -> torch.Tensor:
-    """Logits for a uint8 (or 0-255 float) batch; with `tta_flip`, averaged with the mirrored batch."""
-    x = D.normalise(images, mean, std).contiguous(memory_format=torch.channels_last)
-    logits = model(x).float()
+def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: bool = False,
+                   tta_shift: int = 0) -> torch.Tensor:
+    """Logits for a uint8 (or 0-255 float) batch.
+
+    With `tta_flip`, averaged with the mirrored batch. With `tta_shift` = s > 0, the image counts half and two copies
+    moved by s pixels diagonally (edges reflected) a quarter each; all views go through the model as one batch.
+    """
+    x = D.normalise(images, mean, std)
+    views, weights = [x], [1.0]
+    if tta_shift:
+        s, (h, w) = tta_shift, x.shape[-2:]
+        padded = F.pad(x, (s, s, s, s), mode="reflect")
+        views += [padded[..., :h, :w], padded[..., 2 * s:, 2 * s:]]
+        weights = [0.5, 0.25, 0.25]
     if tta_flip:
-        logits = 0.5 * (logits + model(x.flip(3)).float())
-    return logits
+        views += [v.flip(3) for v in views]
+        weights = [w / 2 for w in weights] * 2
+    n = len(x)
+    batch = torch.cat(views).contiguous(memory_format=torch.channels_last)
+    logits = model(batch).float().view(len(views), n, -1)
+    return (logits * torch.tensor(weights, device=logits.device)[:, None, None]).sum(0)
 
 
 @torch.no_grad()
-def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False, batch_size: int = 1000,
-                    device: torch.device | str = "cpu") -> float:
+def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False, tta_shift: int = 0,
+                    batch_size: int = 1000, device: torch.device | str = "cpu") -> float:
     """The softmax temperature that minimises NLL on `data` (grid search over 0.2..3).
 
     Label smoothing trains deliberately under-confident nets: on MNIST the shipped digit net's expected calibration
@@ -38,7 +57,7 @@ def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False,
     was_training = model.training
     model.eval()
     logits = torch.cat([predict_logits(model, data.images[i:i + batch_size].to(device), data.mean, data.std,
-                                       tta_flip).cpu() for i in range(0, len(data), batch_size)])
+                                       tta_flip, tta_shift).cpu() for i in range(0, len(data), batch_size)])
     model.train(was_training)
     grid = torch.linspace(0.2, 3.0, 57)
     nll = torch.stack([F.cross_entropy(logits / t, data.labels) for t in grid])
@@ -47,7 +66,7 @@ def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False,
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
-                   amp_dtype: torch.dtype | None = None, tta_flip: bool = False) -> dict:
+                   amp_dtype: torch.dtype | None = None, tta_flip: bool = False, tta_shift: int = 0) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
     uint8 images, so a caller can draw them without loading the data again)."""
     was_training = model.training
@@ -61,7 +80,7 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
         x = data.images[start:start + batch_size].to(device)
         y = data.labels[start:start + batch_size].to(device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = predict_logits(model, x, data.mean, data.std, tta_flip)
+            logits = predict_logits(model, x, data.mean, data.std, tta_flip, tta_shift)
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         p = logits.argmax(1)
         preds.append(p.cpu())
@@ -98,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.calibrate:
             train = D.load_dataset(payload["dataset"], "train", root, args.download, size, c, cfg.get("seed", 0))
             subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
-            payload["temperature"] = fit_temperature(model, subset, bool(payload.get("tta_flip")))
+            payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))
             state_dict = payload.pop("state_dict")
             ckpt.save_checkpoint(args.checkpoint, payload, state_dict, payload.pop("train_state", None))
             print(f"temperature {payload['temperature']} written to {args.checkpoint}", file=sys.stderr)
-        result = evaluate_model(model, test, tta_flip=bool(payload.get("tta_flip")))
+        result = evaluate_model(model, test, **tta_options(payload))
     except (D.DataError, ckpt.CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
-from .evaluate import predict_logits
+from .evaluate import predict_logits, tta_options
 
 __all__ = ["InputError", "sketch_to_digit", "load_photo", "photo_to_input", "Predictor", "top_k",
            "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES"]
@@ -274,7 +274,7 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities for one image: HxW (grey) or HxWx3 uint8, or 0..1 floats."""
-        x = torch.as_tensor(np.asarray(image))
+        x = torch.as_tensor(np.array(image))  # a copy: read-only arrays arrive too
         if x.is_floating_point():
             x = x * 255.0
         x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
@@ -283,6 +283,5 @@ class Predictor:
             x = x.float().mean(1, keepdim=True) if c == 1 else x.expand(-1, 3, -1, -1)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        logits = predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"],
-                                bool(self.meta.get("tta_flip")))
+        logits = predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))
         return torch.softmax(logits[0] / float(self.meta.get("temperature", 1.0)), 0).numpy()

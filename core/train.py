@@ -24,7 +24,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import data as D
 from . import models
-from .evaluate import evaluate_model, fit_temperature
+from .evaluate import evaluate_model, fit_temperature, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
            "resolve_config", "summarize", "start_line", "epoch_line", "main"]
@@ -35,7 +35,7 @@ SCHEDULES = ("onecycle", "cosine", "none")
 LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weight_decay": (0.0, 0.1),
           "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "val_split": (0.0, 0.5),
           "max_steps": (0, 10_000_000), "max_seconds": (0.0, 86_400.0), "image_size": (8, 128),
-          "eval_every": (1, 200), "max_train_images": (0, 10_000_000)}
+          "eval_every": (1, 200), "max_train_images": (0, 10_000_000), "tta_shift": (0, 4)}
 # The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
 SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
                 "images_per_s", "checkpoint", "stopped", "per_class")
@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float | None = None
     label_smoothing: float | None = None
     augment: bool | None = None
-    momentum: float = 0.9
+    momentum: float | None = None
     nesterov: bool = True
     val_split: float = 0.0
     test: bool = True
@@ -73,6 +73,7 @@ class TrainConfig:
     out: str | None = None
     resume: str | None = None
     model_kwargs: dict = field(default_factory=dict)
+    tta_shift: int | None = None  # test-time views shifted by this many pixels (photos; 0 = flip only)
 
 
 def _check_range(name: str, value) -> None:
@@ -98,6 +99,7 @@ def resolve_config(cfg: TrainConfig, in_channels: int) -> TrainConfig:
         raise ValueError("epochs and batch_size must be whole numbers")
     out.epochs, out.batch_size, out.max_steps = int(out.epochs), int(out.batch_size), int(out.max_steps)
     out.eval_every, out.max_train_images = int(out.eval_every), int(out.max_train_images)
+    out.tta_shift = int(out.tta_shift)
     if out.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {out.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if out.schedule not in SCHEDULES:
@@ -117,11 +119,19 @@ def pick_device(requested: str | None = None) -> torch.device:
 
 
 def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    # No weight decay on BatchNorm/bias parameters: decaying them only fights the normalisation.
+    # No weight decay on BatchNorm/bias parameters: decaying them only fights the normalisation. A model may ask
+    # for its BatchNorm shifts to learn faster (`norm_bias_lr_scale`); they then decay by the same amount per step as
+    # the weights, so that they cannot drift without bound.
+    scale = float(getattr(model, "norm_bias_lr_scale", 1.0))
+    fast = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.bias is not None} if scale != 1.0 else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": [p for p in params if p.ndim <= 1 and id(p) not in fast], "weight_decay": 0.0,
+               "lr_scale": 1.0},
+              {"params": [p for p in params if id(p) in fast], "weight_decay": cfg.weight_decay / scale,
+               "lr_scale": scale}]
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
@@ -140,9 +150,10 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
-def _event_metrics(model, data, device, cfg, amp_dtype, tta_flip) -> dict:
-    return evaluate_model(model, data, device=device, batch_size=max(256, cfg.batch_size), amp_dtype=amp_dtype,
-                          tta_flip=tta_flip)
+def _event_metrics(model, data, device, cfg, amp_dtype, meta, last: bool) -> dict:
+    # Shifted views triple the cost of an evaluation; epochs before the last are scored on flips alone.
+    tta = tta_options(meta) if last else {**tta_options(meta), "tta_shift": 0}
+    return evaluate_model(model, data, device=device, batch_size=max(256, cfg.batch_size), amp_dtype=amp_dtype, **tta)
 
 
 def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
@@ -200,7 +211,8 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     aug_kind = "digits" if in_channels == 1 else "photos"
 
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
-                          train_set.std, model_kwargs, config=asdict(cfg), tta_flip=aug_kind == "photos")
+                          train_set.std, model_kwargs, config=asdict(cfg), tta_flip=aug_kind == "photos",
+                          tta_shift=cfg.tta_shift if aug_kind == "photos" else 0)
     history: list[dict] = []
     start_epoch, step, train_seconds = 1, 0, 0.0
     if cfg.resume:
@@ -257,7 +269,7 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
             x = x.contiguous(memory_format=memory_format)
             lr = cfg.lr * _lr_factor(cfg.schedule, step, total_steps)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -290,10 +302,10 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
         last = epoch == cfg.epochs or step >= total_steps or out_of_time
         evaluate_now = last or epoch % cfg.eval_every == 0
         if val_dev is not None and evaluate_now:
-            v = _event_metrics(model, val_dev, device, cfg, amp_dtype, meta["tta_flip"])
+            v = _event_metrics(model, val_dev, device, cfg, amp_dtype, meta, last)
             report.update(val_loss=v["loss"], val_acc=v["acc"])
         if test_dev is not None and evaluate_now:
-            t = _event_metrics(model, test_dev, device, cfg, amp_dtype, meta["tta_flip"])
+            t = _event_metrics(model, test_dev, device, cfg, amp_dtype, meta, last)
             report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
                           confusion=t["confusion"], samples=t["samples"])
         history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
@@ -301,7 +313,7 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
             # Calibrate on held-out data when there is some, else on (unaugmented) training images.
             calib = val_dev if val_dev is not None else train_set.subset(
                 torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000]).to(device)
-            meta["temperature"] = report["temperature"] = fit_temperature(model, calib, meta["tta_flip"],
+            meta["temperature"] = report["temperature"] = fit_temperature(model, calib, **tta_options(meta),
                                                                           device=device)
         if cfg.out:
             metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds") if k in report}
@@ -334,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=float)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     p.add_argument("--val-split", type=float, default=0.0, help="fraction of train held out for validation")
@@ -342,6 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this much training time (0: no limit)")
     p.add_argument("--max-train-images", type=int, default=0,
                    help="train on a seeded subset of this many images (0: all)")
+    p.add_argument("--tta-shift", type=int, help="photos: also average views shifted by this many pixels (0: flip only)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (always after the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (CUDA only)")

@@ -288,7 +288,7 @@ class TrainingService:
             folder = str(stored.relative_to(self.folder_root))
         # The recipe details the form does not show travel with the run, so the resumed run replays it exactly.
         kept = {k: c[k] for k in ("schedule", "weight_decay", "label_smoothing", "momentum", "nesterov", "seed",
-                                  "eval_every", "model_kwargs") if k in c}
+                                  "eval_every", "model_kwargs", "tta_shift") if k in c}
         if not isinstance(kept.get("seed", 0), int) or not 0 <= kept.get("seed", 0) < 2 ** 31 or \
                 not isinstance(kept.get("nesterov", True), bool):
             raise InputError("this checkpoint's stored run settings are invalid (seed, nesterov)")

@@ -167,3 +167,30 @@ def test_truncated_and_bomb_images_are_refused(tmp_path):
 def test_top_k_orders_probabilities():
     probs = np.array([0.1, 0.6, 0.3])
     assert list(I.top_k(probs, ["a", "b", "c"], 2)) == ["b", "c"]
+
+
+def test_shift_tta_averages_shifted_and_mirrored_views():
+    import torch
+    from core.evaluate import predict_logits
+
+    torch.manual_seed(0)
+    # A linear read-out of every pixel: no view gives the same logits as another by accident.
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    x = (images.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+    def shifted(dy_dx):
+        padded = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
+        start = 1 + dy_dx
+        return torch.from_numpy(padded[:, :, start:start + 8, start:start + 8].copy())
+
+    def both_ways(v):
+        return (model(v) + model(v.flip(3))) / 2
+
+    with torch.no_grad():
+        expected = 0.5 * both_ways(x) + 0.25 * both_ways(shifted(-1)) + 0.25 * both_ways(shifted(1))
+        plain = model(x)
+    assert torch.allclose(predict_logits(model, images, mean, std), plain, atol=1e-5)
+    assert torch.allclose(predict_logits(model, images, mean, std, tta_flip=True, tta_shift=1), expected, atol=1e-5)
+    assert not torch.allclose(expected, plain, atol=1e-3)

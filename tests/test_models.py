@@ -68,3 +68,15 @@ def test_unknown_model_and_bad_shapes_are_refused():
         models.create_model("resnet9000")
     with pytest.raises(ValueError):
         models.create_model("mlp", in_channels=2)
+
+
+def test_cifarnet_convs_start_as_partial_identity_and_norms_only_shift():
+    net = models.create_model("cifarnet", 10, 3, 32)
+    convs = [m for m in net.blocks if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 6
+    for conv in convs:
+        n = min(conv.in_channels, conv.out_channels)
+        x = torch.randn(2, conv.in_channels, 6, 6)
+        assert torch.allclose(conv(x)[:, :n], x[:, :n], atol=1e-6)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)

@@ -109,7 +109,44 @@ def test_bounds_are_enforced(field, value):
 
 def test_defaults_come_from_the_model_recipe():
     cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cnn"), 3)
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size) == ("adam", 1e-3, 128)
+    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.momentum, cfg.tta_shift) == ("adam", 1e-3, 128, 0.9, 0)
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet"), 3)
+    assert (cfg.momentum, cfg.tta_shift) == (0.85, 1)
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet", momentum=0.5, tta_shift=0), 3)
+    assert (cfg.momentum, cfg.tta_shift) == (0.5, 0)
+
+
+def test_norm_shifts_learn_faster_where_the_model_asks(tiny_folder, tmp_path):
+    # cifarnet asks for its BatchNorm shifts to learn 64x faster, with the same decay per step as its weights.
+    def first_epoch_only(cfg):
+        # Stopped after epoch 1 of 3, so the checkpoint keeps its optimizer state.
+        done = []
+        for e in T.train(cfg, should_stop=lambda: bool(done)):
+            done += [e] if e["type"] == "epoch" else []
+        return ckpt.load_checkpoint(cfg.out)["train_state"]["optimizer"]["param_groups"]
+
+    groups = first_epoch_only(_tiny_cfg(tiny_folder, tmp_path, model="cifarnet", weight_decay=1e-3))
+    fast = [g for g in groups if g["lr_scale"] != 1.0]
+    slow = [g for g in groups if g["lr_scale"] == 1.0 and g["weight_decay"] > 0]
+    assert len(fast) == 1 and len(slow) == 1
+    assert fast[0]["lr"] == pytest.approx(64 * slow[0]["lr"]) and slow[0]["lr"] > 0
+    assert fast[0]["lr"] * fast[0]["weight_decay"] == pytest.approx(slow[0]["lr"] * slow[0]["weight_decay"])
+    plain = first_epoch_only(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "plain.pt")))
+    assert {g["lr_scale"] for g in plain} == {1.0}
+
+
+def test_only_the_last_evaluation_pays_for_shifted_views(tiny_folder, tmp_path, monkeypatch):
+    calls = []
+    real = T.evaluate_model
+
+    def spy(*args, **kw):
+        calls.append((kw["tta_flip"], kw["tta_shift"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(T, "evaluate_model", spy)
+    _events(_tiny_cfg(tiny_folder, tmp_path, channels=3, epochs=3, tta_shift=1))
+    assert calls == [(True, 0), (True, 0), (True, 1)]
+    assert ckpt.load_checkpoint(tmp_path / "tiny.pt")["tta_shift"] == 1
 
 
 def test_cli_json_last_line(tiny_folder, tmp_path, capsys):
