@@ -11,13 +11,14 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = ["ImageData", "DataError", "DATASETS", "default_data_root", "load_dataset", "split_train_val",
-           "normalise", "augment_batch", "iterate_batches"]
+           "normalise", "augment_batch", "alternating_flips", "iterate_batches"]
 
 DATASETS = ("mnist", "cifar10", "imagefolder")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -227,10 +228,11 @@ def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (images.float() / 255.0 - m) / s
 
 
-def _random_translate(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels in x and y (zero fill), one gather for the whole batch."""
+def _random_translate(x: torch.Tensor, pad: int, g: torch.Generator, mode: str = "constant") -> torch.Tensor:
+    """Shift each image by up to `pad` pixels in x and y, one gather for the whole batch. The uncovered border is
+    zero (`mode="constant"`) or mirrors the image (`"reflect"`, which adds no black edge a photo never has)."""
     n, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
+    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
@@ -276,21 +278,36 @@ def _random_stroke_width(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(choice == 1, thick, torch.where(choice == 2, thin, x))
 
 
-def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator,
+                  flip: torch.Tensor | None = None) -> torch.Tensor:
     """Augment a uint8 batch on its device; returns floats in [0, 255].
 
-    kind "photos": random translate by 2 and horizontal flip; kind "digits": stroke width, small affine and
+    kind "photos": random translate by up to 2 pixels (reflected border) and a horizontal flip of the images where
+    `flip` (bool, one per image) is true, or of a random half; kind "digits": stroke width, small affine and
     elastic warp (handwriting varies in slant, proportions and curvature, not only in position).
     """
     x = images.float()
     if kind == "photos":
-        x = _random_translate(x, 2, g)
-        flip = (torch.rand(len(x), generator=g) < 0.5).to(x.device)[:, None, None, None]
-        return torch.where(flip, x.flip(3), x)
+        x = _random_translate(x, 2, g, mode="reflect")
+        if flip is None:
+            flip = torch.rand(len(x), generator=g) < 0.5
+        return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
     if kind == "digits":
         x = _random_stroke_width(x, g)
         return _random_warp(x, g, elastic=0.08)
     raise ValueError(f"unknown augmentation kind {kind!r}")
+
+
+def alternating_flips(n: int, seed: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Flip masks that alternate per image: `masks(index, epoch)` is a random half of the images in epoch 1 and,
+    from then on, each image is mirrored in every other epoch, so two consecutive epochs show both views of every
+    image (random flips show some images the same way several epochs running)."""
+    start = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+    def masks(index: torch.Tensor, epoch: int) -> torch.Tensor:
+        return start[index.cpu()] ^ (epoch % 2 == 0)
+
+    return masks
 
 
 def iterate_batches(n: int, batch_size: int, g: torch.Generator, shuffle: bool = True, drop_last: bool = False):

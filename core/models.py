@@ -301,7 +301,7 @@ register(ModelSpec(
 register(ModelSpec(
     "cifarnet", CifarNet, "fast default for photos: airbench-style whitened conv net", seed=False,
     recipes={"digits": _recipe("sgd", 0.2, 512, 3, weight_decay=5e-4, label_smoothing=0.1),
-             "photos": _recipe("sgd", 0.75, 512, 12, weight_decay=1.3e-3, label_smoothing=0.2, momentum=0.85,
+             "photos": _recipe("sgd", 0.75, 512, 15, weight_decay=1.3e-3, label_smoothing=0.2, momentum=0.85,
                                tta_shift=1)}))
 register(ModelSpec(
     "mlp", SigmoidMLP, "seed net: 4-layer sigmoid MLP (512-256-128-64)",

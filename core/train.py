@@ -209,6 +209,7 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     aug_kind = "digits" if in_channels == 1 else "photos"
+    flips = D.alternating_flips(len(train_set), cfg.seed + 2) if aug_kind == "photos" else None
 
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
                           train_set.std, model_kwargs, config=asdict(cfg), tta_flip=aug_kind == "photos",
@@ -264,7 +265,10 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
             batch_index = batch_index.to(device)
             x = train_images[batch_index]
             y = train_labels[batch_index]
-            x = D.augment_batch(x, aug_kind, g) if cfg.augment else x.float()
+            if cfg.augment:
+                x = D.augment_batch(x, aug_kind, g, flips(batch_index, epoch) if flips else None)
+            else:
+                x = x.float()
             x = D.normalise(x, train_set.mean, train_set.std)
             x = x.contiguous(memory_format=memory_format)
             lr = cfg.lr * _lr_factor(cfg.schedule, step, total_steps)

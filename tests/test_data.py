@@ -96,3 +96,24 @@ def test_translate_moves_pixels_by_at_most_the_padding():
     rows, cols = pos // 9, pos % 9
     assert ((rows - 4).abs() <= 2).all() and ((cols - 4).abs() <= 2).all()
     assert len(set(zip(rows.tolist(), cols.tolist()))) > 5
+
+
+def test_photo_shifts_mirror_the_border_and_flips_follow_the_mask():
+    grey = torch.full((16, 3, 32, 32), 77, dtype=torch.uint8)
+    out = D.augment_batch(grey, "photos", torch.Generator().manual_seed(0))
+    assert (out == 77).all()  # a reflected border adds no black edge, whatever the shift
+    ramp = torch.arange(32, dtype=torch.uint8).repeat(4, 3, 32, 1)
+    every = torch.ones(4, dtype=torch.bool)
+    flipped = D.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), every)
+    kept = D.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), ~every)
+    assert torch.equal(flipped, kept.flip(3)) and not torch.equal(flipped, kept)
+
+
+def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
+    masks = D.alternating_flips(1000, seed=3)
+    index = torch.randperm(1000)[:300]
+    first, second, third = (masks(index, epoch) for epoch in (1, 2, 3))
+    assert 100 < int(first.sum()) < 200  # a random half to start
+    assert torch.equal(second, ~first) and torch.equal(third, first)
+    assert torch.equal(D.alternating_flips(1000, seed=3)(index, 1), first)  # the same after a resume
+    assert not torch.equal(D.alternating_flips(1000, seed=4)(index, 1), first)
