@@ -298,14 +298,18 @@ def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator,
     raise ValueError(f"unknown augmentation kind {kind!r}")
 
 
-def alternating_flips(n: int, seed: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+FlipMasks = Callable[[torch.Tensor, int], torch.Tensor]  # (batch's image indices, epoch) -> bool flip per image
+
+
+def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> FlipMasks:
     """Flip masks that alternate per image: `masks(index, epoch)` is a random half of the images in epoch 1 and,
     from then on, each image is mirrored in every other epoch, so two consecutive epochs show both views of every
-    image (random flips show some images the same way several epochs running)."""
-    start = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+    image (random flips show some images the same way several epochs running). The masks live on `device`, the
+    batches' index device, so a batch's mask costs no copy between host and accelerator."""
+    start = (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
 
     def masks(index: torch.Tensor, epoch: int) -> torch.Tensor:
-        return start[index.cpu()] ^ (epoch % 2 == 0)
+        return start[index] ^ (epoch % 2 == 0)
 
     return masks
 

@@ -209,7 +209,8 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     aug_kind = "digits" if in_channels == 1 else "photos"
-    flips = D.alternating_flips(len(train_set), cfg.seed + 2) if aug_kind == "photos" else None
+    # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that draw.
+    flips = D.alternating_flips(len(train_set), cfg.seed + 2, device) if aug_kind == "photos" else None
 
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
                           train_set.std, model_kwargs, config=asdict(cfg), tta_flip=aug_kind == "photos",
