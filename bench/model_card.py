@@ -65,19 +65,27 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     p50, p95 = latency_ms(predictor)
     cfg = payload.get("config", {})
     history = payload.get("history", [])
-    train_seconds = history[-1]["train_seconds"] if history else None
-    lines = [f"# {path.stem}", "", f"`{payload['model']}` trained on {payload['dataset']}. {note}".rstrip(), "",
+    runs = payload.get("member_runs") or [{"seed": cfg.get("seed"),
+                                           "train_seconds": history[-1]["train_seconds"] if history else None}]
+    seconds = [r["train_seconds"] for r in runs]
+    train_seconds = " + ".join(f"{t:.0f}" for t in seconds) + " s" if all(seconds) else "-"
+    seeds = ", ".join(str(r["seed"]) for r in runs)
+    what = (f"An ensemble of {len(runs)} `{payload['model']}` nets (one recipe, seeds {seeds}; their logits are "
+            f"averaged) trained on {payload['dataset']}." if len(runs) > 1 else
+            f"`{payload['model']}` trained on {payload['dataset']}.")
+    stored = [payload[k] for k in ("quantized", "stored_as") if payload.get(k)]
+    lines = [f"# {path.stem}", "", f"{what} {note}".rstrip(), "",
              "| | |", "|---|---|",
              f"| test accuracy | **{result['acc']:.4f}** ({len(test)} images{_tta_words(payload)}) |",
              f"| parameters | {count_parameters(predictor.model):,} |",
-             f"| file size | {path.stat().st_size / 2**20:.2f} MB{' (' + payload['quantized'] + ')' if payload.get('quantized') else ''} |",
+             f"| file size | {path.stat().st_size / 2**20:.2f} MB{' (' + '; '.join(stored) + ')' if stored else ''} |",
              f"| CPU latency, one image (1 thread) | p50 {p50:.2f} ms, p95 {p95:.2f} ms |",
              f"| epochs | {payload.get('epoch', len(history))} |",
-             f"| training wall time | {train_seconds:.0f} s |" if train_seconds else "| training wall time | - |",
+             f"| training wall time | {train_seconds} |",
              f"| trained on | {payload.get('trained_on', 'CPU, 2 cores')} |",
              f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')}, "
              f"momentum {cfg.get('momentum')}, weight decay {cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
-             f"augmentation {'on' if cfg.get('augment') else 'off'}, seed {cfg.get('seed')}, "
+             f"augmentation {'on' if cfg.get('augment') else 'off'}, seed{'s' if len(runs) > 1 else ''} {seeds}, "
              f"model kwargs {payload.get('model_kwargs') or '{}'} |",
              f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",
              "", f"Data: {DATA_NOTES.get(payload['dataset'], payload['dataset'])}", "",

@@ -2,11 +2,17 @@
 
 Files are written atomically (temp file in the same folder, then rename) so a crash never leaves a half-written
 checkpoint, and read with `torch.load(weights_only=True)` so a file cannot run code when loaded.
+
+    python -m core.checkpoint RUN.pt [RUN2.pt ...] --out FILE [--half] [--quantize]
+
+writes a shippable copy of a run (or an ensemble of several runs of one recipe) without its optimizer state.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,12 +24,16 @@ from . import models
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
            "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
-           "dequantize_state_dict", "export_checkpoint"]
+           "dequantize_state_dict", "export_checkpoint", "main"]
 
 FORMAT = "tinyvision-checkpoint"
 VERSION = 1
 REQUIRED = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std", "state_dict")
 MAX_BYTES = 600 * 1024 * 1024
+MAX_MEMBERS = 8
+# What the members of an ensemble must share: one architecture, one dataset, one preprocessing.
+SHARED_BY_MEMBERS = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std", "tta_flip",
+                     "tta_shift")
 
 
 class CheckpointError(ValueError):
@@ -93,6 +103,9 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path.name} has an invalid input shape {shape!r}")
     if not isinstance(payload["classes"], list) or len(payload["classes"]) < 2:
         raise CheckpointError(f"{path.name} has an invalid class list")
+    members = payload.get("members", 1)
+    if type(members) is not int or not 1 <= members <= MAX_MEMBERS:
+        raise CheckpointError(f"{path.name} has an invalid member count {members!r} (1 to {MAX_MEMBERS})")
     return payload
 
 
@@ -132,14 +145,44 @@ def dequantize_state_dict(state_dict: dict) -> dict:
     return out
 
 
-def export_checkpoint(src: str | Path, dst: str | Path, quantize: bool = False) -> Path:
-    """A shippable copy of a training checkpoint: no optimizer state, large weights 4-bit when asked."""
-    payload = load_checkpoint(src)
-    payload.pop("train_state", None)
-    state_dict = payload.pop("state_dict")
+def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, quantize: bool = False,
+                      half: bool = False) -> Path:
+    """A shippable copy of training checkpoint(s), without optimizer state.
+
+    Several sources (one architecture, dataset and preprocessing, e.g. the same recipe from different seeds) become
+    one ensemble that averages their logits; its test accuracy and softmax temperature are the average's, so they
+    are measured again (`python -m core.evaluate --calibrate --record`). `quantize` stores large 2-D weights at
+    4 bits, `half` every float tensor as float16 (half the file; loading turns them back into float32).
+    """
+    sources = [src] if isinstance(src, (str, Path)) else list(src)
+    if not 1 <= len(sources) <= MAX_MEMBERS:
+        raise CheckpointError(f"give 1 to {MAX_MEMBERS} checkpoints, not {len(sources)}")
+    payloads = [load_checkpoint(s) for s in sources]
+    payload = payloads[0]
+    for path, other in zip(sources, payloads):
+        if other.get("members", 1) != 1 and len(sources) > 1:
+            raise CheckpointError(f"{Path(path).name} is already an ensemble; combine single models")
+        differs = [k for k in SHARED_BY_MEMBERS if other.get(k) != payload.get(k)]
+        if differs:
+            raise CheckpointError(f"{Path(path).name} differs from {Path(sources[0]).name} in {', '.join(differs)}: "
+                                  "an ensemble needs one architecture, dataset and preprocessing")
+    for other in payloads:
+        other.pop("train_state", None)
+    if len(payloads) == 1:
+        state_dict = payload.pop("state_dict")
+    else:
+        state_dict = {f"members.{i}.{k}": v for i, p in enumerate(payloads) for k, v in p["state_dict"].items()}
+        payload = {k: v for k, v in payload.items() if k not in ("state_dict", "metrics", "temperature")}
+        payload["members"] = len(payloads)
+        payload["member_runs"] = [{"seed": p.get("config", {}).get("seed"),
+                                   "test_acc": p.get("metrics", {}).get("test_acc"),
+                                   "train_seconds": p.get("metrics", {}).get("train_seconds")} for p in payloads]
     if quantize:
         state_dict = quantize_state_dict(state_dict)
         payload["quantized"] = "4-bit per-row weights for 2-D tensors of 1M+ elements"
+    if half:
+        state_dict = {k: v.half() if v.is_floating_point() else v for k, v in state_dict.items()}
+        payload["stored_as"] = "float16"
     return save_checkpoint(dst, payload, state_dict)
 
 
@@ -157,19 +200,29 @@ def state_shapes(state_dict: Any) -> dict[str, tuple]:
     return shapes
 
 
+def _create(payload: dict) -> nn.Module:
+    """The untrained net a (validated) checkpoint describes: its model, or an Ensemble of `members` copies."""
+    c, size, _ = payload["input_shape"]
+
+    def one() -> nn.Module:
+        return models.create_model(payload["model"], len(payload["classes"]), c, size, **payload["model_kwargs"])
+
+    members = payload.get("members", 1)
+    return one() if members == 1 else models.Ensemble([one() for _ in range(members)])
+
+
 def check_architecture(payload: dict) -> None:
     """Check that a loaded checkpoint's weights fit its registered architecture, before anything is allocated.
 
     The model is built on the meta device, so a file claiming an enormous model costs no memory; a mismatch is a
     CheckpointError naming the first differing weight.
     """
-    c, size, _ = payload["input_shape"]
     if not isinstance(payload["model_kwargs"], dict) or "pretrained" in payload["model_kwargs"]:
         # (a pretrained flag would make building download weights; saved runs never carry it)
         raise CheckpointError("its model_kwargs are not a dict of architecture settings")
     try:
         with torch.device("meta"):
-            net = models.create_model(payload["model"], len(payload["classes"]), c, size, **payload["model_kwargs"])
+            net = _create(payload)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"its model settings are invalid: {str(exc).splitlines()[0]}") from None
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -182,12 +235,32 @@ def check_architecture(payload: dict) -> None:
 def build_from_checkpoint(payload: dict) -> nn.Module:
     """Rebuild the model of a loaded checkpoint in eval mode; a weight/architecture mismatch is a CheckpointError."""
     check_architecture(payload)
-    c, size, _ = payload["input_shape"]
     try:
-        model = models.create_model(payload["model"], num_classes=len(payload["classes"]), in_channels=c,
-                                    image_size=size, **payload["model_kwargs"])
+        model = _create(payload)
         model.load_state_dict(dequantize_state_dict(payload["state_dict"]))
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"weights do not fit model {payload['model']!r}: {first}") from None
     return model.float().eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.checkpoint",
+                                description="Write a shippable copy of one checkpoint, or an ensemble of several.")
+    p.add_argument("checkpoints", nargs="+", help="training checkpoint(s) of one architecture and dataset")
+    p.add_argument("--out", required=True, help="file to write (atomically)")
+    p.add_argument("--half", action="store_true", help="store float weights as float16 (half the size)")
+    p.add_argument("--quantize", action="store_true", help="store 2-D weights of 1M+ elements at 4 bits")
+    args = p.parse_args(argv)
+    try:
+        out = export_checkpoint(args.checkpoints, args.out, quantize=args.quantize, half=args.half)
+    except (CheckpointError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    members = f"an ensemble of {len(args.checkpoints)}" if len(args.checkpoints) > 1 else "one model"
+    print(f"{out}: {members}, {out.stat().st_size / 2**20:.2f} MB", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

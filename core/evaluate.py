@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--calibrate", action="store_true",
                    help="fit the softmax temperature on 10,000 training images and store it in the checkpoint")
+    p.add_argument("--record", action="store_true",
+                   help="store the measured test accuracy (overall and per class) in the checkpoint; the app "
+                        "shows it beside the model's name")
     args = p.parse_args(argv)
     try:
         payload = ckpt.load_checkpoint(args.checkpoint)
@@ -118,10 +121,17 @@ def main(argv: list[str] | None = None) -> int:
             train = D.load_dataset(payload["dataset"], "train", root, args.download, size, c, cfg.get("seed", 0))
             subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
             payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))
+        result = evaluate_model(model, test, **tta_options(payload))
+        if args.record:
+            payload["metrics"] = {**payload.get("metrics", {}), "test_acc": result["acc"],
+                                  "per_class": result["per_class"]}
+        if args.calibrate or args.record:
             state_dict = payload.pop("state_dict")
             ckpt.save_checkpoint(args.checkpoint, payload, state_dict, payload.pop("train_state", None))
-            print(f"temperature {payload['temperature']} written to {args.checkpoint}", file=sys.stderr)
-        result = evaluate_model(model, test, **tta_options(payload))
+            written = [f"temperature {payload['temperature']}"] if args.calibrate else []
+            if args.record:
+                written.append(f"test accuracy {result['acc']:.4f}")
+            print(f"{' and '.join(written)} written to {args.checkpoint}", file=sys.stderr)
     except (D.DataError, ckpt.CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -269,7 +269,9 @@ class Predictor:
     @property
     def name(self) -> str:
         acc = self.meta.get("metrics", {}).get("test_acc")
-        return f"{self.meta['model']} ({self.meta['dataset']}{f', test {acc:.2%}' if acc else ''})"
+        members = self.meta.get("members", 1)
+        return (f"{self.meta['model']}{f' ×{members}' if members > 1 else ''} "
+                f"({self.meta['dataset']}{f', test {acc:.2%}' if acc else ''})")
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["ModelSpec", "list_models", "get_spec", "create_model", "default_recipe", "count_parameters",
-           "InputAdapter"]
+           "InputAdapter", "Ensemble"]
 
 
 @dataclass(frozen=True)
@@ -281,6 +281,21 @@ class CifarNet(nn.Module):
         x = self.blocks(x)
         x = F.adaptive_max_pool2d(x, 1).flatten(1)
         return self.head(x) / 8
+
+
+class Ensemble(nn.Module):
+    """Several trained copies of one architecture whose logits are averaged (a shipped checkpoint may hold one).
+
+    Nets trained from different seeds make partly different mistakes, so the average is right more often than
+    either; it costs one forward pass per member.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
