@@ -65,8 +65,7 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     p50, p95 = latency_ms(predictor)
     cfg = payload.get("config", {})
     history = payload.get("history", [])
-    runs = payload.get("member_runs") or [{"seed": cfg.get("seed"),
-                                           "train_seconds": history[-1]["train_seconds"] if history else None}]
+    runs = payload.get("member_runs") or [ckpt.run_summary(payload)]
     seconds = [r["train_seconds"] for r in runs]
     train_seconds = " + ".join(f"{t:.0f}" for t in seconds) + " s" if all(seconds) else "-"
     seeds = ", ".join(str(r["seed"]) for r in runs)

@@ -24,7 +24,7 @@ from . import models
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
            "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
-           "dequantize_state_dict", "export_checkpoint", "main"]
+           "dequantize_state_dict", "run_summary", "export_checkpoint", "main"]
 
 FORMAT = "tinyvision-checkpoint"
 VERSION = 1
@@ -145,6 +145,13 @@ def dequantize_state_dict(state_dict: dict) -> dict:
     return out
 
 
+def run_summary(payload: dict) -> dict:
+    """Seed, test accuracy and training time of the run a single-model checkpoint holds (None where unknown)."""
+    metrics = payload.get("metrics", {})
+    return {"seed": payload.get("config", {}).get("seed"), "test_acc": metrics.get("test_acc"),
+            "train_seconds": metrics.get("train_seconds")}
+
+
 def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, quantize: bool = False,
                       half: bool = False) -> Path:
     """A shippable copy of training checkpoint(s), without optimizer state.
@@ -158,25 +165,22 @@ def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, quant
     if not 1 <= len(sources) <= MAX_MEMBERS:
         raise CheckpointError(f"give 1 to {MAX_MEMBERS} checkpoints, not {len(sources)}")
     payloads = [load_checkpoint(s) for s in sources]
-    payload = payloads[0]
+    first = payloads[0]
     for path, other in zip(sources, payloads):
         if other.get("members", 1) != 1 and len(sources) > 1:
             raise CheckpointError(f"{Path(path).name} is already an ensemble; combine single models")
-        differs = [k for k in SHARED_BY_MEMBERS if other.get(k) != payload.get(k)]
+        differs = [k for k in SHARED_BY_MEMBERS if other.get(k) != first.get(k)]
         if differs:
             raise CheckpointError(f"{Path(path).name} differs from {Path(sources[0]).name} in {', '.join(differs)}: "
                                   "an ensemble needs one architecture, dataset and preprocessing")
-    for other in payloads:
-        other.pop("train_state", None)
+    # An ensemble keeps what its members share; their own measurements and curves are not the average's.
+    dropped = {"state_dict", "train_state"} | ({"metrics", "temperature", "history"} if len(payloads) > 1 else set())
+    payload = {k: v for k, v in first.items() if k not in dropped}
     if len(payloads) == 1:
-        state_dict = payload.pop("state_dict")
+        state_dict = first["state_dict"]
     else:
         state_dict = {f"members.{i}.{k}": v for i, p in enumerate(payloads) for k, v in p["state_dict"].items()}
-        payload = {k: v for k, v in payload.items() if k not in ("state_dict", "metrics", "temperature")}
-        payload["members"] = len(payloads)
-        payload["member_runs"] = [{"seed": p.get("config", {}).get("seed"),
-                                   "test_acc": p.get("metrics", {}).get("test_acc"),
-                                   "train_seconds": p.get("metrics", {}).get("train_seconds")} for p in payloads]
+        payload.update(members=len(payloads), member_runs=[run_summary(p) for p in payloads])
     if quantize:
         state_dict = quantize_state_dict(state_dict)
         payload["quantized"] = "4-bit per-row weights for 2-D tensors of 1M+ elements"

@@ -94,7 +94,7 @@ def _trained_like(path, seed, **meta_extra):
     model(torch.randn(64, 1, 28, 28) * 2 + seed)  # moves the running statistics away from their defaults
     meta = ckpt.make_meta("digitnet", "mnist", [str(i) for i in range(10)], (1, 28, 28), (0.1,), (0.3,),
                           config={"seed": seed}, metrics={"test_acc": 0.9 + seed / 100, "train_seconds": 10.0 + seed},
-                          temperature=0.5, **meta_extra)
+                          temperature=0.5, history=[{"epoch": 1, "train_seconds": 10.0 + seed}], **meta_extra)
     ckpt.save_checkpoint(path, meta, model.state_dict(), train_state={"epoch": 1})
     return model.eval()
 
@@ -104,8 +104,8 @@ def test_ensemble_export_averages_the_members_logits(tmp_path):
     ckpt.export_checkpoint([tmp_path / "a.pt", tmp_path / "b.pt"], tmp_path / "ab.pt")
     payload = ckpt.load_checkpoint(tmp_path / "ab.pt")
     assert payload["members"] == 2 and "train_state" not in payload
-    # A member's accuracy and temperature are not the average's: they must be measured again.
-    assert "metrics" not in payload and "temperature" not in payload
+    # A member's accuracy, temperature and curves are not the average's: they must be measured again.
+    assert "metrics" not in payload and "temperature" not in payload and "history" not in payload
     assert [r["seed"] for r in payload["member_runs"]] == [0, 1]
     assert [r["train_seconds"] for r in payload["member_runs"]] == [10.0, 11.0]
     ensemble = ckpt.build_from_checkpoint(payload)
