@@ -286,8 +286,9 @@ class CifarNet(nn.Module):
 class Ensemble(nn.Module):
     """Several trained copies of one architecture whose logits are averaged (a shipped checkpoint may hold one).
 
-    Nets trained from different seeds make partly different mistakes, so the average is right more often than
-    either; it costs one forward pass per member.
+    Nets trained from different seeds make partly different mistakes, so the average can be right more often than
+    either (CIFAR-10 here: 91.79% from 91.11% and 91.36%); where their mistakes are mostly shared it is not (the
+    pen digits: README). It costs one forward pass per member.
     """
 
     def __init__(self, members: list[nn.Module]):
