@@ -7,47 +7,92 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import logging
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, TOP_K, Studio, blank_canvas
-from core.inference import InputError
+from core.inference import InputError, decoding_error
 from core.models import list_models
 from core.train import OPTIMIZERS
-from core.training_ui import (DATASET_LABELS, FAST, LIMITS, OUTPUTS, TABLE_HEADERS, TrainingService, TrainRequest,
-                              progress_html, recipe)
+from core.training_ui import (
+    DATASET_LABELS,
+    FAST,
+    LIMITS,
+    OUTPUTS,
+    TABLE_HEADERS,
+    TrainingService,
+    TrainRequest,
+    progress_html,
+    recipe,
+)
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))
 CANVAS = 400  # sketch pixels; the page scales the canvas to the space it has
 BRUSH_RADIUS = 6  # a pen-like line on this canvas (about 12 px wide): thin lines keep small loops open
+log = logging.getLogger("tinyvision.app")
+
+
+GENERIC_ERROR = "Something went wrong on the server; the details are in its log. Try again, or another input."
+# What a request is told whose payload Gradio itself cannot read (a number where an image belongs); Gradio's own
+# text of such errors is written for developers and may name server paths.
+UNREADABLE_INPUT = "expected an uploaded image file (a sketch: {'composite': handle_file(...)}) in what was sent"
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Show an InputError's message on the page and return it to API callers (other errors stay generic); for a
-    generator (a streaming event) also when the error comes while it streams."""
+    """Show an InputError's message on the page and return it to API callers; any other error is logged with its
+    traceback and answered with GENERIC_ERROR. For a generator (a streaming event) also while it streams."""
+    def refusal(exc: Exception) -> gr.Error:
+        if isinstance(exc, InputError):
+            return gr.Error(str(exc))
+        log.exception("%s failed", fn.__name__)
+        return gr.Error(GENERIC_ERROR)
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def streaming(*args):
             try:
                 yield from fn(*args)
-            except InputError as exc:
-                raise gr.Error(str(exc)) from None
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise refusal(exc) from None
         return streaming
 
     @functools.wraps(fn)
     def wrapper(*args):
         try:
             return fn(*args)
-        except InputError as exc:
-            raise gr.Error(str(exc)) from None
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise refusal(exc) from None
     return wrapper
+
+
+class _Blocks(gr.Blocks):
+    """gr.Blocks whose refusal of a payload it cannot read is a message written for users.
+
+    The app launches with show_error=False, so only gr.Error messages reach the page and the API. Gradio checks and
+    decodes each input before any handler runs (pydantic validation, a component's preprocess, such as the
+    sketchpad's image decoding); what goes wrong there is answered in the project's words, its details logged.
+    """
+
+    async def preprocess_data(self, *args, **kwargs):
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            log.warning("an input could not be read", exc_info=True)
+            raise gr.Error(decoding_error(exc.__cause__, detail=False) or UNREADABLE_INPUT) from None
 
 
 def _own_image_file(fn: Callable) -> Callable:
@@ -278,7 +323,7 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
     classify_image = _user_errors(_own_image_file(_uploads_only(studio.classify_image)))
 
     # Every stroke uploads the canvas and every answer writes an image: files older than an hour are deleted, hourly.
-    with gr.Blocks(title="TinyVision Studio", delete_cache=(3600, 3600)) as demo:
+    with _Blocks(title="TinyVision Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# TinyVision Studio\nDraw a digit or drop in a photo; small models answer on this machine.")
         with gr.Tab("Draw a digit", id="draw"):
             with gr.Row():
@@ -331,12 +376,12 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
 def launch(demo: gr.Blocks | None = None, **kwargs) -> gr.Blocks:
     """Start the server (host/port from GRADIO_SERVER_NAME/GRADIO_SERVER_PORT unless given).
 
-    show_error: a request the server cannot even parse (a number where an image belongs) is answered with what
-    was wrong instead of a generic failure.
+    show_error=False: only messages written for users (gr.Error, raised from InputError) reach the page and the
+    API; everything else is GENERIC_ERROR there and a traceback in the server's log.
     """
     demo = demo or build_app()
     demo.queue(default_concurrency_limit=2)
-    demo.launch(show_error=True, **kwargs)
+    demo.launch(show_error=False, **kwargs)
     return demo
 
 

@@ -21,9 +21,10 @@ import tempfile
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -181,9 +182,9 @@ FILES: dict[str, tuple[Callable[[Path, int], Path], str, int | None]] = {
     "decompression bomb": (_bomb, TOO_LARGE, HEAVY_VARIANTS),
 }
 
-# Gradio's own validation answers these before any handler runs ("1 validation error for ImageData / Input should
-# be a valid dictionary ..."); a file payload without Gradio's marker is refused ("The 'meta' field must be ...").
-WRONG_TYPE = r"validation error for \w+\s+Input should be|meta' field must be|expected an (uploaded )?image|must be an image"
+# Gradio's own validation refuses these before any handler runs; the app answers in its own words (app.py,
+# UNREADABLE_INPUT), never with Gradio's text of the error.
+WRONG_TYPE = r"expected an (uploaded )?image|must be an image"
 # category -> (values sent as the image input, refusal regex); the first value of each is the reduced corpus's
 WRONG_TYPES: dict[str, tuple[list, str]] = {
     "number": ([12345, 0, -1.5, 1e308, True], WRONG_TYPE),

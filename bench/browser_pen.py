@@ -2,7 +2,7 @@
 
     python -m bench.browser_pen [--every 17] [--url http://127.0.0.1:7860/]
 
-Replays the pen trajectories of ../shared/pen-digits (evaluation only) as the pointer events of mouse drags on the
+Replays recorded pen trajectories (TINYVISION_PEN_DIGITS; evaluation only) as the pointer events of mouse drags on the
 page's canvas in headless Debian Chromium (Playwright, /usr/bin/chromium), alternating the recorded layout (small,
 off-centre) and big/centred, reads the label the page shows after each digit, presses the app's Clear, and prints
 the accuracy. A digit whose strokes the editor loses is drawn again on a reloaded page, and counted. Screenshots of

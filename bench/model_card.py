@@ -82,8 +82,9 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
              f"| epochs | {payload.get('epoch', len(history))} |",
              f"| training wall time | {train_seconds} |",
              f"| trained on | {payload.get('trained_on', 'CPU, 2 cores')} |",
-             f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), batch {cfg.get('batch_size')}, "
-             f"momentum {cfg.get('momentum')}, weight decay {cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
+             f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), "
+             f"batch {cfg.get('batch_size')}, momentum {cfg.get('momentum')}, weight decay {cfg.get('weight_decay')}, "
+             f"label smoothing {cfg.get('label_smoothing')}, "
              f"augmentation {'on' if cfg.get('augment') else 'off'}, seed{'s' if len(runs) > 1 else ''} {seeds}, "
              f"model kwargs {payload.get('model_kwargs') or '{}'} |",
              f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",

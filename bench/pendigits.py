@@ -1,4 +1,4 @@
-"""Real pen trajectories (../shared/pen-digits) replayed as a person would draw them on the sketchpad.
+"""Real pen trajectories (TINYVISION_PEN_DIGITS) replayed as a person would draw them on the sketchpad.
 
 `layout_strokes` places a digit on a canvas the way a person might (small and off-centre as recorded, or big and
 centred) and `render` draws the strokes with a round brush, like the browser canvas does. The browser test replays

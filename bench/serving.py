@@ -16,13 +16,14 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TINYVISION_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("TINYVISION_CHROMIUM", "/usr/bin/chromium")  # Debian's; set for another system
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -137,7 +138,7 @@ class PageSession:
         self.config = self.http.get("config").json()
         self.session = uuid.uuid4().hex[:10]
 
-    def __enter__(self) -> "PageSession":
+    def __enter__(self) -> PageSession:
         return self
 
     def __exit__(self, *exc) -> None:

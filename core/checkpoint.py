@@ -22,12 +22,12 @@ from torch import nn
 
 from . import models
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
+__all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
            "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
            "dequantize_state_dict", "run_summary", "export_checkpoint", "main"]
 
 FORMAT = "tinyvision-checkpoint"
-VERSION = 1
+VERSION = 1  # raised when a release writes what older ones cannot read; a file of a later version is refused
 REQUIRED = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std", "state_dict")
 MAX_BYTES = 600 * 1024 * 1024
 MAX_MEMBERS = 8
@@ -93,6 +93,12 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path.name} is not a readable checkpoint: {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is not a TinyVision checkpoint (no '{FORMAT}' header)")
+    version = payload.get("version")
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path.name} has an invalid format version {version!r}")
+    if version > VERSION:
+        raise CheckpointError(f"{path.name} was written by a newer release of TinyVision (checkpoint format "
+                              f"{version}; this one reads up to {VERSION}): update the project to load it")
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
         raise CheckpointError(f"{path.name} is missing {', '.join(missing)}")

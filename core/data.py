@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -44,10 +45,10 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "ImageData":
+    def subset(self, index: torch.Tensor) -> ImageData:
         return ImageData(self.images[index], self.labels[index], self.classes, self.mean, self.std, self.name)
 
-    def to(self, device: torch.device | str) -> "ImageData":
+    def to(self, device: torch.device | str) -> ImageData:
         return ImageData(self.images.to(device), self.labels.to(device), self.classes, self.mean, self.std,
                          self.name)
 
@@ -82,30 +83,41 @@ def _cached(key: str, build) -> dict:
     return value
 
 
-def _download_guard():
-    """Bound how long an offline download attempt can hang on DNS or connect."""
-    class _Guard:
-        def __enter__(self):
-            self.old = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+def _reachable(urls: list[str]) -> bool:
+    """Whether one of `urls` answers within DOWNLOAD_TIMEOUT_S. torchvision's downloader sets no timeout of its own,
+    so an offline machine is found out here first, with a timeout that belongs to this request alone."""
+    for url in urls:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=DOWNLOAD_TIMEOUT_S):
+                return True
+        except urllib.error.HTTPError:
+            return True  # the server answered; torchvision's own download reports what it says
+        except OSError:
+            continue
+    return False
 
-        def __exit__(self, *exc):
-            socket.setdefaulttimeout(self.old)
-    return _Guard()
+
+def _offline(urls: list[str]) -> None:
+    if not _reachable(urls):
+        raise OSError(f"no download server answered within {DOWNLOAD_TIMEOUT_S} s (this machine looks offline)")
 
 
 def _load_mnist(root: Path, train: bool, download: bool) -> dict:
     from torchvision.datasets import MNIST
 
     raw = root / "MNIST" / "raw"
+    fetch = download and not (raw / "t10k-labels-idx1-ubyte").exists()
     try:
-        with _download_guard():
-            ds = MNIST(str(root), train=train, download=download and not (raw / "t10k-labels-idx1-ubyte").exists())
+        if fetch:
+            _offline([mirror + MNIST.resources[0][0] for mirror in MNIST.mirrors])
+        ds = MNIST(str(root), train=train, download=fetch)
     except Exception as exc:
         raise DataError(
             f"MNIST not found under {root} (expected {raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte) "
-            f"and it could not be downloaded: {exc}. Set --data-root or TINYVISION_DATA to a folder that has it.")
-    return {"images": ds.data.unsqueeze(1).contiguous(), "labels": ds.targets.long(), "classes": [str(i) for i in range(10)]}
+            f"and it could not be downloaded: {exc}. Set --data-root or TINYVISION_DATA to a folder that has it."
+        ) from None
+    return {"images": ds.data.unsqueeze(1).contiguous(), "labels": ds.targets.long(),
+            "classes": [str(i) for i in range(10)]}
 
 
 def _read_image_files(files: list[Path], size: int | None, channels: int) -> torch.Tensor:
@@ -158,13 +170,14 @@ def _load_cifar10(root: Path, train: bool, download: bool) -> dict:
     from torchvision.datasets import CIFAR10
 
     try:
-        with _download_guard():
-            ds = CIFAR10(str(root), train=train, download=download)
+        if download and not (root / CIFAR10.base_folder).is_dir():
+            _offline([CIFAR10.url])
+        ds = CIFAR10(str(root), train=train, download=download)
     except Exception as exc:
         raise DataError(
             f"CIFAR-10 not found under {root} (expected {root}/cifar-10-batches-py, or JPEG copies in "
             f"{root}/cifar10-jpeg/{{train,test}}/<class>/*.jpg) and it could not be downloaded: {exc}. "
-            "Set --data-root or TINYVISION_DATA to a folder that has it.")
+            "Set --data-root or TINYVISION_DATA to a folder that has it.") from None
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return {"images": images, "labels": torch.tensor(ds.targets), "classes": list(ds.classes)}
 
@@ -314,9 +327,8 @@ def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> 
     return masks
 
 
-def iterate_batches(n: int, batch_size: int, g: torch.Generator, shuffle: bool = True, drop_last: bool = False):
-    """Yield index tensors over range(n), a fresh permutation from `g` each call."""
-    order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
+def iterate_batches(n: int, batch_size: int, g: torch.Generator) -> Iterator[torch.Tensor]:
+    """Yield index tensors over range(n) in a fresh permutation from `g`, the last batch possibly smaller."""
+    order = torch.randperm(n, generator=g)
+    for start in range(0, n, batch_size):
         yield order[start:start + batch_size]

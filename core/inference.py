@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import checkpoint as ckpt
 from .evaluate import predict_logits, tta_options
 
-__all__ = ["InputError", "sketch_to_digit", "load_photo", "photo_to_input", "Predictor", "top_k",
+__all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "Predictor", "top_k",
            "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
@@ -187,13 +187,23 @@ def _open_image(source: Any) -> Image.Image:
             im.load()
     except InputError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError("the image is too large to decode safely") from None
-    except UnidentifiedImageError:
-        raise InputError("the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"the image could not be decoded ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(decoding_error(exc)) from None
     return im
+
+
+def decoding_error(exc: BaseException | None, detail: bool = True) -> str | None:
+    """What to tell a user whose image failed to decode with `exc` (None if it is no decoding error); `detail`
+    adds the decoder's own first line, for errors of this project's decoding only (other code's may name paths)."""
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "the image is too large to decode safely"
+    if isinstance(exc, UnidentifiedImageError):
+        return "the file is not an image Pillow can read (PNG, JPEG, WebP, GIF, BMP, TIFF)"
+    if isinstance(exc, (OSError, SyntaxError, ValueError)):
+        if not detail:
+            return "the image could not be decoded"
+        return f"the image could not be decoded ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
+    return None
 
 
 def load_photo(source: Any) -> Image.Image:
@@ -248,11 +258,11 @@ class Predictor:
     model: torch.nn.Module = field(repr=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
+    def load(cls, path: str | Path) -> Predictor:
         return cls.from_payload(path, ckpt.load_checkpoint(path))
 
     @classmethod
-    def from_payload(cls, path: str | Path, payload: dict) -> "Predictor":
+    def from_payload(cls, path: str | Path, payload: dict) -> Predictor:
         """From a checkpoint already loaded (core.checkpoint.load_checkpoint) from `path`; `payload` is not changed."""
         model = ckpt.build_from_checkpoint(payload).to(memory_format=torch.channels_last)
         meta = {k: v for k, v in payload.items() if k not in ("state_dict", "train_state")}

@@ -7,8 +7,8 @@ model is one `register(...)` call. Every model takes `num_classes`, `in_channels
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +22,17 @@ __all__ = ["ModelSpec", "list_models", "get_spec", "create_model", "default_reci
 class ModelSpec:
     name: str
     build: Callable[..., nn.Module]
-    description: str
     # Recipe per dataset kind ("digits" for 1-channel data, "photos" for 3-channel data).
     recipes: dict[str, dict] = field(default_factory=dict)
-    # True for the seed nets kept as published; False for the fast default nets.
-    seed: bool = True
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> None:
+    """Add a model; a name that is taken is refused (two models under one name would make checkpoints ambiguous)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a model named {spec.name!r} is registered already")
     _REGISTRY[spec.name] = spec
 
 
@@ -204,8 +204,8 @@ def _conv_pool_bn(c_in: int, c_out: int, k: int = 3, pool: bool = True) -> list[
 class DigitNet(nn.Module):
     """Small BatchNorm CNN for digits: 5x5 conv, two 3x3 convs, each pooled, global max-pool, linear head.
 
-    With the default widths (16, 32, 64) and the extra 14x14 conv, one epoch of MNIST takes seconds on a 2-core CPU and reaches ~99%;
-    wider (`widths=(32, 64, 128)`) with more epochs and augmentation reaches ~99.6%.
+    With the default widths (16, 32, 64) and the extra 14x14 conv, one epoch of MNIST takes seconds on a 2-core CPU
+    and reaches ~99%; wider (`widths=(32, 64, 128)`) with more epochs and augmentation reaches ~99.6%.
     """
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int, widths: tuple = (16, 32, 64),
@@ -311,32 +311,32 @@ def _recipe(optimizer: str, lr: float, batch_size: int, epochs: int, schedule: s
 
 
 register(ModelSpec(
-    "digitnet", DigitNet, "fast default for digits: small BatchNorm CNN", seed=False,
+    "digitnet", DigitNet,
     recipes={"digits": _recipe("sgd", 0.2, 256, 1, weight_decay=5e-4, label_smoothing=0.1),
              "photos": _recipe("sgd", 0.2, 256, 10, weight_decay=5e-4, label_smoothing=0.1)}))
 register(ModelSpec(
-    "cifarnet", CifarNet, "fast default for photos: airbench-style whitened conv net", seed=False,
+    "cifarnet", CifarNet,
     recipes={"digits": _recipe("sgd", 0.2, 512, 3, weight_decay=5e-4, label_smoothing=0.1),
              "photos": _recipe("sgd", 0.75, 512, 15, weight_decay=1.3e-3, label_smoothing=0.2, momentum=0.85,
                                tta_shift=1)}))
 register(ModelSpec(
-    "mlp", SigmoidMLP, "seed net: 4-layer sigmoid MLP (512-256-128-64)",
+    "mlp", SigmoidMLP,
     recipes={"digits": _recipe("adam", 1e-3, 128, 10, schedule="cosine", augment=False),
              "photos": _recipe("adam", 1e-3, 128, 10, schedule="cosine", augment=False)}))
 register(ModelSpec(
-    "cnn", TwoBlockCNN, "seed net: two-block CNN (64 k11, 128 k5, FC 2048/1024)",
+    "cnn", TwoBlockCNN,
     # The published recipe (Adam lr 1e-2, batch 10) diverges; Adam 1e-3 at batch 128 trains.
     recipes={"digits": _recipe("adam", 1e-3, 128, 2, schedule="cosine"),
              "photos": _recipe("adam", 1e-3, 128, 10, schedule="cosine")}))
 register(ModelSpec(
-    "vgg", VGGStyle, "seed net: VGG-style, four double-conv blocks 64..512, FC 4096",
+    "vgg", VGGStyle,
     recipes={"digits": _recipe("sgd", 0.01, 128, 2, schedule="cosine", weight_decay=5e-4),
              "photos": _recipe("sgd", 0.01, 128, 20, schedule="cosine", weight_decay=5e-4)}))
 register(ModelSpec(
-    "alexnet", build_alexnet, "seed net: torchvision AlexNet at 3x96x96 (ImageNet weights on request)",
+    "alexnet", build_alexnet,
     recipes={"digits": _recipe("sgd", 0.01, 128, 2, schedule="cosine", weight_decay=5e-4),
              "photos": _recipe("sgd", 0.01, 128, 10, schedule="cosine", weight_decay=5e-4)}))
 register(ModelSpec(
-    "lenet", LeNet, "seed net: LeNet (6-16-120-84) for 32x32x3",
+    "lenet", LeNet,
     recipes={"digits": _recipe("adamw", 2e-3, 128, 5, schedule="cosine", weight_decay=1e-4),
              "photos": _recipe("adamw", 2e-3, 128, 20, schedule="cosine", weight_decay=1e-4)}))

@@ -1,4 +1,10 @@
-"""Shared fixtures: real data comes from TINYVISION_DATA (CI points it at ../shared/datasets)."""
+"""Shared fixtures: real data comes from TINYVISION_DATA (CI points it at its data folder).
+
+Markers: `browser` (drives headless Chromium) and `slow` (trains or replays for a minute or more);
+`python -m pytest -m "not browser and not slow"` is the quick run. Outside CI a browser test is skipped, saying why,
+when Chromium or Playwright is missing; in CI (CI=true) that is a failure.
+"""
+import importlib.util
 import os
 from pathlib import Path
 
@@ -7,7 +13,31 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TINYVISION_DATA", ROOT.parent / "shared" / "datasets"))
-PEN_DIGITS = Path(os.environ.get("TINYVISION_PEN_DIGITS", ROOT.parent / "shared" / "pen-digits" / "pen_digits_dev.json"))
+PEN_DIGITS = Path(os.environ.get("TINYVISION_PEN_DIGITS",
+                                 ROOT.parent / "shared" / "pen-digits" / "pen_digits_dev.json"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    from bench.serving import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        return f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+def pytest_runtest_setup(item):
+    # A hook, not a fixture: it runs before the module-scoped fixtures that start the browser.
+    if item.get_closest_marker("browser") is None:
+        return
+    reason = browser_missing()
+    if reason and IN_CI:
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The app in a real browser: pen digits drawn on the sketchpad, a photo uploaded.
 
-Recorded pen trajectories (../shared/pen-digits, evaluation only) are drawn on the page's canvas, and the label
+Recorded pen trajectories (TINYVISION_PEN_DIGITS, evaluation only) are drawn on the page's canvas, and the label
 the page shows is read: one digit twice with Playwright's mouse (before and after Clear), then 103 digits as the
 pointer events of mouse drags (bench/browser_pen.py, also `python -m bench.browser_pen`). A photo and a broken file
 are uploaded. Screenshots and the replay's summary go to test-artifacts/.
@@ -13,13 +13,13 @@ import pytest
 
 from app import BRUSH_RADIUS
 from bench import pendigits
-from bench.browser_pen import (CANVAS, Network, canvas_geometry, clear_sketch, drag, replay, settled_label,
-                               subsample)
+from bench.browser_pen import CANVAS, Network, canvas_geometry, clear_sketch, drag, replay, settled_label, subsample
 from bench.serving import ARTIFACTS, chromium, serve_app
 from conftest import PEN_DIGITS, ROOT
 from core.data import CIFAR10_CLASSES
 from core.inference import Predictor, sketch_to_digit
 
+pytestmark = pytest.mark.browser
 CIFAR_CLASSES = set(CIFAR10_CLASSES)
 
 
@@ -61,6 +61,7 @@ def test_real_mouse_drag_draws_a_digit(page):
     clear_sketch(page, network)
 
 
+@pytest.mark.slow
 def test_replay_of_103_pen_digits(page):
     """Every 17th recorded digit, alternately as recorded (small, off-centre) and big, Clear between digits."""
     summary = replay(page, pendigits.load(PEN_DIGITS)[::17])

@@ -13,6 +13,7 @@ from bench.latency import payloads
 from bench.serving import ARTIFACTS, api_client, chromium, running_app
 from core import checkpoint as ckpt
 
+pytestmark = pytest.mark.browser
 SCREENSHOT = ARTIFACTS / "train-tab.png"  # copied to docs/train-tab.png for the README by hand, not by tests
 
 

@@ -26,17 +26,33 @@ def test_round_trip(tmp_path):
 
 
 class Evil:
+    """Unpickling it would write `marker`: the proof that a load ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (exec, ("open('/tmp/tinyvision-pwned', 'w').write('x')",))
+        return (exec, (f"open({self.marker!r}, 'w').write('x')",))
 
 
 def test_pickle_with_code_is_refused_and_not_run(tmp_path):
-    target = tmp_path / "evil.pt"
-    torch.save({"format": ckpt.FORMAT, "payload": Evil()}, target)
+    target, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"format": ckpt.FORMAT, "payload": Evil(marker)}, target)
     with pytest.raises(ckpt.CheckpointError, match="could run code"):
         ckpt.load_checkpoint(target)
-    import os
-    assert not os.path.exists("/tmp/tinyvision-pwned")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("version,message", [(ckpt.VERSION + 1, "newer release"), ("1", "invalid format version"),
+                                             (None, "invalid format version")])
+def test_format_version_is_checked(tmp_path, version, message):
+    _save(tmp_path / "a.pt")
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    payload["version"] = version
+    torch.save(payload, tmp_path / "b.pt")
+    with pytest.raises(ckpt.CheckpointError, match=message):
+        ckpt.load_checkpoint(tmp_path / "b.pt")
+    assert ckpt.load_checkpoint(tmp_path / "a.pt")["version"] == ckpt.VERSION
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", pickle.dumps({"a": 1})])

@@ -14,10 +14,29 @@ def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monke
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
+    before = socket.getdefaulttimeout()
     for name, expected in (("mnist", "MNIST/raw"), ("cifar10", "cifar10-jpeg")):
         with pytest.raises(D.DataError) as info:
             D.load_dataset(name, "test", root=tmp_path)
         assert str(tmp_path) in str(info.value) and expected in str(info.value)
+        assert "looks offline" in str(info.value)
+    assert socket.getdefaulttimeout() == before  # the process-wide default is never touched
+
+
+def test_the_download_probe_has_its_own_timeout(tmp_path, monkeypatch):
+    import socket
+    import urllib.request
+
+    timeouts = []
+
+    def unreachable(request, timeout=None):
+        timeouts.append((request.get_method(), timeout, socket.getdefaulttimeout()))
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    with pytest.raises(D.DataError, match="looks offline"):
+        D.load_dataset("mnist", "train", root=tmp_path)
+    assert timeouts and all(t == ("HEAD", D.DOWNLOAD_TIMEOUT_S, None) for t in timeouts)
 
 
 def test_mnist_real_data_is_exact(data_root):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from core import checkpoint as ckpt
@@ -33,6 +34,7 @@ def _cli(data: Path, out: Path, *extra: str) -> list[str]:
             "--lr", "0.001", "--out", str(out), "--json", *extra]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume(tmp_path):
     data, out = _folder(tmp_path / "data"), tmp_path / "run.pt"
     env = {**os.environ, "TINYVISION_CACHE": str(tmp_path / "cache")}

@@ -171,6 +171,7 @@ def test_top_k_orders_probabilities():
 
 def test_shift_tta_averages_shifted_and_mirrored_views():
     import torch
+
     from core.evaluate import predict_logits
 
     torch.manual_seed(0)

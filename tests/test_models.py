@@ -80,3 +80,10 @@ def test_cifarnet_convs_start_as_partial_identity_and_norms_only_shift():
         assert torch.allclose(conv(x)[:, :n], x[:, :n], atol=1e-6)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
+
+
+def test_a_taken_name_is_refused():
+    spec = models.get_spec("digitnet")
+    with pytest.raises(ValueError, match="registered already"):
+        models.register(models.ModelSpec("digitnet", models.LeNet, spec.recipes))
+    assert models.get_spec("digitnet") is spec

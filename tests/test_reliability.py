@@ -4,8 +4,19 @@ come from the scripts in bench/ (README, "Reliability"); these are their fast pa
 """
 import pytest
 
-from bench.bad_inputs import (BAD_CHECKPOINTS, FILES, TRAIN_REFUSALS, WRONG_TYPES, checkpoint_hashes, folder_root,
-                              healthy, make_corpus, run_corpus, run_files, training_refusals)
+from bench.bad_inputs import (
+    BAD_CHECKPOINTS,
+    FILES,
+    TRAIN_REFUSALS,
+    WRONG_TYPES,
+    checkpoint_hashes,
+    folder_root,
+    healthy,
+    make_corpus,
+    run_corpus,
+    run_files,
+    training_refusals,
+)
 from bench.faults import kill_app_during_training
 from bench.serving import api_client, running_app
 
@@ -41,6 +52,7 @@ def test_bad_training_requests_and_checkpoint_uploads_are_refused_and_nothing_ru
     assert proc.poll() is None
 
 
+@pytest.mark.slow
 def test_app_killed_during_a_training_restarts_and_the_shipped_checkpoints_are_untouched(app, data_root):
     # Last in this file: it kills the module's app, then starts and stops its own on the same run folder.
     proc, url, workdir = app

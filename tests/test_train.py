@@ -11,6 +11,7 @@ def _events(cfg, **kw):
     return list(T.train(cfg, **kw))
 
 
+@pytest.mark.slow
 def test_real_mnist_few_hundred_steps_learns(data_root, tmp_path):
     cfg = T.TrainConfig(dataset="mnist", model="digitnet", data_root=str(data_root), max_steps=200,
                         val_split=0.2, out=str(tmp_path / "m.pt"))
@@ -29,8 +30,8 @@ def test_real_mnist_few_hundred_steps_learns(data_root, tmp_path):
 @pytest.fixture
 def tiny_folder(tmp_path):
     """Two separable classes of 12x12 grey images: bright left half vs bright right half."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 48), ("test", 16)):
@@ -120,9 +121,10 @@ def test_norm_shifts_learn_faster_where_the_model_asks(tiny_folder, tmp_path):
     # cifarnet asks for its BatchNorm shifts to learn 64x faster, with the same decay per step as its weights.
     def first_epoch_only(cfg):
         # Stopped after epoch 1 of 3, so the checkpoint keeps its optimizer state.
-        done = []
+        done: list[dict] = []
         for e in T.train(cfg, should_stop=lambda: bool(done)):
-            done += [e] if e["type"] == "epoch" else []
+            if e["type"] == "epoch":
+                done.append(e)
         return ckpt.load_checkpoint(cfg.out)["train_state"]["optimizer"]["param_groups"]
 
     groups = first_epoch_only(_tiny_cfg(tiny_folder, tmp_path, model="cifarnet", weight_decay=1e-3))

@@ -1,0 +1,79 @@
+"""The README's screenshots of the three tabs, taken in headless Chromium on the real app.
+
+    python -m bench.screenshots [--out docs] [--data-root DIR]
+
+Draw a digit: a recorded pen digit replayed on the canvas (bench.browser_pen's pointer replay) and its answer.
+Classify a photo: the example cat uploaded. Train: the fast preset (digitnet, one epoch of MNIST) run to the end,
+its curves, samples, per-class bars and confusion matrix on the page. The app runs as `python app.py` in a
+subprocess, as a visitor's server would; the training needs MNIST in the data folder (TINYVISION_DATA).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import pendigits  # noqa: E402
+from bench.browser_pen import CANVAS, Network, canvas_geometry, draw, settled_label  # noqa: E402
+from bench.serving import ROOT, chromium, running_app  # noqa: E402
+
+TRAIN_SECONDS = 900  # the fast preset takes well under a minute of training on 2 cores; this bounds a slow machine
+
+
+def draw_tab(page, out: Path) -> str:
+    digit = next(d for d in pendigits.load() if d["label"] == 4 and len(d["strokes"]) == 2)
+    network = Network(page)
+    draw(page, pendigits.layout_strokes(digit, CANVAS, "big"), canvas_geometry(page))
+    label = settled_label(page, "#digit-label", network)
+    page.screenshot(path=str(out / "draw-tab.png"))
+    return label
+
+
+def photo_tab(page, out: Path) -> str:
+    page.get_by_role("tab", name="Classify a photo").click()
+    page.locator("#photo input[type=file]").set_input_files(str(ROOT / "examples" / "photos" / "cat.jpg"))
+    label = settled_label(page, "#photo-label")
+    page.screenshot(path=str(out / "photo-tab.png"))
+    return label
+
+
+def train_tab(page, out: Path) -> str:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-fast").click()
+    page.locator("#train-start").click()
+    log = page.locator("#train-log textarea")
+    expect(log).to_have_value(re.compile(r"test_acc"), timeout=TRAIN_SECONDS * 1000)
+    expect(page.locator("#train-checkpoint a").first).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1500)  # the last figures arrive with the final update
+    page.screenshot(path=str(out / "train-tab.png"), full_page=True)
+    return re.search(r"test_acc \S+", log.input_value()).group(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(ROOT / "docs"), help="folder for draw-tab.png, photo-tab.png, train-tab.png")
+    p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as workdir, running_app(args.data_root, Path(workdir)) as (_, url), \
+            chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        print("draw:", draw_tab(page, out))
+        print("photo:", photo_tab(page, out))
+        print("train:", train_tab(page, out))
+    print(f"screenshots in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
