@@ -20,22 +20,23 @@ from PIL import Image
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, TOP_K, Studio, blank_canvas
 from core.inference import InputError, decoding_error
 from core.models import list_models
+from core.strokes import CANVAS
 from core.train import OPTIMIZERS
 from core.training_ui import (
-    DATASET_LABELS,
     FAST,
     LIMITS,
     OUTPUTS,
     TABLE_HEADERS,
     TrainingService,
     TrainRequest,
+    dataset_label,
+    is_folder_dataset,
     progress_html,
     recipe,
 )
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))
-CANVAS = 400  # sketch pixels; the page scales the canvas to the space it has
 BRUSH_RADIUS = 6  # a pen-like line on this canvas (about 12 px wide): thin lines keep small loops open
 log = logging.getLogger("tinyvision.app")
 
@@ -150,12 +151,13 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     with gr.Tab("Train", id="train"):
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                fast = gr.Button("⚡ Fast preset: digitnet on MNIST", elem_id="train-fast")
-                dataset = gr.Dropdown([(DATASET_LABELS[d], d) for d in training.datasets], value="mnist",
+                fast = gr.Button(f"⚡ Fast preset: {FAST['model']} on {dataset_label(FAST['dataset'])}",
+                                 elem_id="train-fast")
+                dataset = gr.Dropdown([(dataset_label(d), d) for d in training.datasets], value=FAST["dataset"],
                                       label="Dataset", elem_id="train-dataset")
                 folder = gr.Textbox("", label="Image folder", visible=False, elem_id="train-folder",
                                     info="a path inside the folder this server allows; one sub-folder per class")
-                model = gr.Dropdown(list_models(), value="digitnet", label="Model", elem_id="train-model",
+                model = gr.Dropdown(list_models(), value=FAST["model"], label="Model", elem_id="train-model",
                                     info="choosing a model (or dataset) fills in its default recipe")
                 epochs = gr.Slider(*LIMITS["epochs"], step=1, value=FAST["epochs"], label="Epochs",
                                    elem_id="train-epochs")
@@ -230,9 +232,10 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     def train(dataset: str, model: str, epochs: int, batch_size: int, lr: float, optimizer: str, val_split: float,
               augment: bool, amp: bool, max_steps: int, max_seconds: float, max_train_images: int, folder: str,
               request: gr.Request):
-        yield from stream(training.run(
-            TrainRequest(dataset, model, epochs, batch_size, lr, optimizer, val_split, augment, amp, max_steps,
-                         max_seconds, max_train_images, folder), _session(request)))
+        asked = TrainRequest(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
+                             optimizer=optimizer, val_split=val_split, augment=augment, amp=amp, max_steps=max_steps,
+                             max_seconds=max_seconds, max_train_images=max_train_images, folder=folder)
+        yield from stream(training.run(asked, _session(request)))
 
     def resume(run: dict, request: gr.Request):
         if not (run or {}).get("resumable"):
@@ -263,7 +266,7 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     def fill_recipe(dataset: str, model: str) -> tuple:
         r = recipe(model, dataset)
         return r["epochs"], r["batch_size"], r["lr"], r["optimizer"], r["augment"], gr.update(
-            visible=dataset == "imagefolder")
+            visible=is_folder_dataset(dataset))
 
     form = [dataset, model, epochs, batch_size, lr, optimizer, val_split, augment, amp, max_steps, max_seconds,
             max_train_images, folder]
@@ -271,7 +274,7 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     outputs = [*shown.values(), status]
     for chosen in (dataset.input, model.input):
         chosen(_user_errors(fill_recipe), [dataset, model], recipe_fields, queue=False, api_visibility="private")
-    fast.click(lambda: ("mnist", "digitnet", 0.0, *fill_recipe("mnist", "digitnet")), None,
+    fast.click(lambda: (FAST["dataset"], FAST["model"], 0.0, *fill_recipe(FAST["dataset"], FAST["model"])), None,
                [dataset, model, val_split, *recipe_fields], queue=False, api_visibility="private")
     # One training at a time on this machine; predictions have their own queue ("predict") and stay responsive.
     train_btn.click(queued_note, None, status, queue=False, api_visibility="private")

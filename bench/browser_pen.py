@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
 from bench.serving import ARTIFACTS, chromium, serve_app  # noqa: E402
+from core.strokes import CANVAS, layout_strokes  # noqa: E402
 
-CANVAS = 400  # the app's sketch canvas, in image pixels
+POLL_MS = 150  # how often a label is read while waiting for it to settle
 
 
 def canvas_geometry(page) -> tuple[float, float, float]:
@@ -73,7 +74,7 @@ def settled_label(page, selector: str, network: Network | None = None, quiet: fl
     deadline = time.monotonic() + timeout
     last, stable = None, 0
     while time.monotonic() < deadline:
-        page.wait_for_timeout(250)
+        page.wait_for_timeout(POLL_MS)
         busy = "hide" not in (tracker.get_attribute("class") or "") if tracker.count() else False
         busy = busy or (network is not None and network.quiet_for() < quiet)
         text = value.first.inner_text() if value.count() else None
@@ -155,7 +156,7 @@ def replay(page, digits: list[dict]) -> dict:
     t0 = time.monotonic()
     for i, d in enumerate(digits):
         layout = "recorded" if i % 2 == 0 else "big"
-        strokes = pendigits.layout_strokes(d, CANVAS, layout)
+        strokes = layout_strokes(d["strokes"], CANVAS, layout)
         draw(page, strokes, geometry)
         try:
             predicted = settled_label(page, "#digit-label", network, timeout=12)

@@ -23,16 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pen_accuracy  # noqa: E402
 from core import checkpoint as ckpt  # noqa: E402
-from core import data as D  # noqa: E402
+from core import datasets  # noqa: E402
 from core.evaluate import evaluate_model, tta_options  # noqa: E402
 from core.inference import Predictor  # noqa: E402
 from core.models import count_parameters  # noqa: E402
-
-DATA_NOTES = {
-    "mnist": "MNIST (exact idx files), 60,000 train / 10,000 test.",
-    "cifar10": "CIFAR-10 as a JPEG (quality 75) re-encoding of the 60,000 images, 50,000 train / 10,000 test: "
-               "accuracies on this copy are close to, not the same as, on the official files.",
-}
 
 
 def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:
@@ -59,8 +53,9 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     torch.set_num_threads(1)
     payload = ckpt.load_checkpoint(path)
     predictor = Predictor.load(path)
+    spec = datasets.get_dataset_spec(payload["dataset"])
     c, size, _ = payload["input_shape"]
-    test = D.load_dataset(payload["dataset"], "test", data_root, False, size, c)
+    test = datasets.load_dataset(payload["dataset"], "test", data_root, False, size, c)
     result = evaluate_model(predictor.model, test, **tta_options(payload))
     p50, p95 = latency_ms(predictor)
     cfg = payload.get("config", {})
@@ -88,10 +83,10 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
              f"augmentation {'on' if cfg.get('augment') else 'off'}, seed{'s' if len(runs) > 1 else ''} {seeds}, "
              f"model kwargs {payload.get('model_kwargs') or '{}'} |",
              f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",
-             "", f"Data: {DATA_NOTES.get(payload['dataset'], payload['dataset'])}", "",
+             "", f"Data: {spec.label}: {spec.notes} ({spec.source}).", "",
              "## Per-class test accuracy", "", "| class | accuracy |", "|---|---:|"]
     lines += [f"| {name} | {acc:.4f} |" for name, acc in result["per_class"].items()]
-    if c == 1 and payload["dataset"] == "mnist":
+    if predictor.kind == "sketch":  # a Draw-tab model: how it reads real pen digits
         rows = pen_accuracy.evaluate_all(path, pen_every)
         lines += ["", "## Real pen digits (1,749 digits by 7 writers, never trained on)", "",
                   "Rendered as the sketchpad renders strokes, then the app's sketch preprocessing "

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
 from core.inference import Predictor, sketch_to_digit  # noqa: E402
+from core.strokes import layout_strokes, render  # noqa: E402
 
 CANVAS = 400
 SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (small, off-centre)", "recorded", 24),
@@ -31,7 +32,7 @@ def accuracy(predictor: Predictor, digits: list[dict], layout: str, brush: float
     """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as wrong."""
     correct, latencies = 0, []
     for d in digits:
-        canvas = pendigits.render(pendigits.layout_strokes(d, CANVAS, layout), CANVAS, brush)
+        canvas = render(layout_strokes(d["strokes"], CANVAS, layout), CANVAS, brush)
         t0 = time.perf_counter()
         x = sketch_to_digit({"composite": canvas})
         pred = None if x is None else int(np.argmax(predictor.probabilities(x)))

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import pendigits  # noqa: E402
 from bench.browser_pen import CANVAS, Network, canvas_geometry, draw, settled_label  # noqa: E402
 from bench.serving import ROOT, chromium, running_app  # noqa: E402
+from core.strokes import layout_strokes  # noqa: E402
 
 TRAIN_SECONDS = 900  # the fast preset takes well under a minute of training on 2 cores; this bounds a slow machine
 
@@ -27,7 +28,7 @@ TRAIN_SECONDS = 900  # the fast preset takes well under a minute of training on 
 def draw_tab(page, out: Path) -> str:
     digit = next(d for d in pendigits.load() if d["label"] == 4 and len(d["strokes"]) == 2)
     network = Network(page)
-    draw(page, pendigits.layout_strokes(digit, CANVAS, "big"), canvas_geometry(page))
+    draw(page, layout_strokes(digit["strokes"], CANVAS, "big"), canvas_geometry(page))
     label = settled_label(page, "#digit-label", network)
     page.screenshot(path=str(out / "draw-tab.png"))
     return label

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from . import models
+from .data import INPUT_KINDS
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
            "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
@@ -32,7 +33,7 @@ REQUIRED = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean"
 MAX_BYTES = 600 * 1024 * 1024
 MAX_MEMBERS = 8
 # What the members of an ensemble must share: one architecture, one dataset, one preprocessing.
-SHARED_BY_MEMBERS = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std", "tta_flip",
+SHARED_BY_MEMBERS = ("model", "model_kwargs", "dataset", "kind", "classes", "input_shape", "mean", "std", "tta_flip",
                      "tta_shift")
 
 
@@ -50,6 +51,8 @@ def library_versions() -> dict[str, str]:
 def make_meta(model_name: str, dataset: str, classes: list[str], input_shape: tuple[int, int, int],
               mean: tuple[float, ...], std: tuple[float, ...], model_kwargs: dict | None = None,
               **extra: Any) -> dict:
+    """The metadata of a checkpoint; `extra` adds e.g. `kind` (the input kind, core.data.INPUT_KINDS), `config`,
+    `tta_flip`, `tta_shift`. Files without a kind (older releases) get their dataset's (core.datasets)."""
     return {"format": FORMAT, "version": VERSION, "model": model_name, "model_kwargs": dict(model_kwargs or {}),
             "dataset": dataset, "classes": list(classes), "input_shape": list(input_shape), "mean": list(mean),
             "std": list(std), "versions": library_versions(), **extra}
@@ -109,6 +112,8 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path.name} has an invalid input shape {shape!r}")
     if not isinstance(payload["classes"], list) or len(payload["classes"]) < 2:
         raise CheckpointError(f"{path.name} has an invalid class list")
+    if "kind" in payload and payload["kind"] not in INPUT_KINDS:
+        raise CheckpointError(f"{path.name} has an unknown input kind {payload['kind']!r} (one of {INPUT_KINDS})")
     members = payload.get("members", 1)
     if type(members) is not int or not 1 <= members <= MAX_MEMBERS:
         raise CheckpointError(f"{path.name} has an invalid member count {members!r} (1 to {MAX_MEMBERS})")

@@ -1,32 +1,28 @@
-"""Datasets as uint8 tensors, decoded once and cached; batched augmentation with tensor ops.
+"""Images as uint8 tensors, decoded once and cached; batched augmentation with tensor ops.
 
-Every dataset becomes a `TensorDataset`-like `ImageData`: images (N,C,H,W uint8), labels (N int64), class names
-and the normalisation constants. Training batches are index slices of these tensors, on the training device;
-there is no per-sample PIL work anywhere in the training path.
+Every dataset of the registry (core.datasets) becomes an `ImageData`: images (N,C,H,W uint8), labels (N int64),
+class names, the normalisation constants, its input kind and its augmentation kind. Training batches are index
+slices of these tensors, on the training device; there is no per-sample PIL work anywhere in the training path.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ImageData", "DataError", "DATASETS", "default_data_root", "load_dataset", "split_train_val",
-           "normalise", "augment_batch", "alternating_flips", "iterate_batches"]
+__all__ = ["ImageData", "DataError", "INPUT_KINDS", "AUGMENTATIONS", "default_data_root", "cached",
+           "split_train_val", "normalise", "augment_batch", "alternating_flips", "iterate_batches"]
 
-DATASETS = ("mnist", "cifar10", "imagefolder")
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-DOWNLOAD_TIMEOUT_S = 20
+# What kind of input a model takes. It decides the tab that offers the model and how what a user gives is
+# prepared: a drawing (ink found, cropped and centred like MNIST), a greyscale picture, or a colour photo.
+INPUT_KINDS = ("sketch", "greyscale", "photo")
+# How a training batch is varied (augment_batch).
+AUGMENTATIONS = ("digits", "shift", "shift-flip", "photos")
 
 
 class DataError(RuntimeError):
@@ -41,16 +37,20 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     name: str
+    kind: str = "photo"  # one of INPUT_KINDS
+    augment: str = "photos"  # one of AUGMENTATIONS
+    tta_flip: bool = True  # whether its models are scored on each image and its mirror image too
+    # Named index ranges [start, stop) of a set assembled from several sources, scored apart as well as together.
+    parts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> ImageData:
-        return ImageData(self.images[index], self.labels[index], self.classes, self.mean, self.std, self.name)
+        return replace(self, images=self.images[index], labels=self.labels[index], parts={})
 
     def to(self, device: torch.device | str) -> ImageData:
-        return ImageData(self.images.to(device), self.labels.to(device), self.classes, self.mean, self.std,
-                         self.name)
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -68,7 +68,7 @@ def _cache_dir() -> Path:
     return path
 
 
-def _cached(key: str, build) -> dict:
+def cached(key: str, build: Callable[[], dict]) -> dict:
     """Load `key` from the tensor cache or build it with `build()` and store it atomically."""
     path = _cache_dir() / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if path.exists():
@@ -81,146 +81,6 @@ def _cached(key: str, build) -> dict:
     torch.save(value, tmp)
     os.replace(tmp, path)
     return value
-
-
-def _reachable(urls: list[str]) -> bool:
-    """Whether one of `urls` answers within DOWNLOAD_TIMEOUT_S. torchvision's downloader sets no timeout of its own,
-    so an offline machine is found out here first, with a timeout that belongs to this request alone."""
-    for url in urls:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=DOWNLOAD_TIMEOUT_S):
-                return True
-        except urllib.error.HTTPError:
-            return True  # the server answered; torchvision's own download reports what it says
-        except OSError:
-            continue
-    return False
-
-
-def _offline(urls: list[str]) -> None:
-    if not _reachable(urls):
-        raise OSError(f"no download server answered within {DOWNLOAD_TIMEOUT_S} s (this machine looks offline)")
-
-
-def _load_mnist(root: Path, train: bool, download: bool) -> dict:
-    from torchvision.datasets import MNIST
-
-    raw = root / "MNIST" / "raw"
-    fetch = download and not (raw / "t10k-labels-idx1-ubyte").exists()
-    try:
-        if fetch:
-            _offline([mirror + MNIST.resources[0][0] for mirror in MNIST.mirrors])
-        ds = MNIST(str(root), train=train, download=fetch)
-    except Exception as exc:
-        raise DataError(
-            f"MNIST not found under {root} (expected {raw}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte) "
-            f"and it could not be downloaded: {exc}. Set --data-root or TINYVISION_DATA to a folder that has it."
-        ) from None
-    return {"images": ds.data.unsqueeze(1).contiguous(), "labels": ds.targets.long(),
-            "classes": [str(i) for i in range(10)]}
-
-
-def _read_image_files(files: list[Path], size: int | None, channels: int) -> torch.Tensor:
-    from PIL import Image
-
-    mode = "L" if channels == 1 else "RGB"
-    out = None
-    for i, f in enumerate(files):
-        with Image.open(f) as im:
-            im = im.convert(mode)
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-        if out is None:
-            out = np.empty((len(files), *arr.shape), dtype=np.uint8)
-        elif arr.shape != out.shape[1:]:
-            raise DataError(f"{f}: size {arr.shape[:2][::-1]} differs from the first image's; pass an image size")
-        out[i] = arr
-    if out is None:
-        raise DataError("no images to read")
-    t = torch.from_numpy(out)
-    return t.unsqueeze(1) if channels == 1 else t.permute(0, 3, 1, 2).contiguous()
-
-
-def _scan_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files, labels = [], []
-    for label, name in enumerate(classes):
-        for f in sorted((folder / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(f)
-                labels.append(label)
-    return files, labels, classes
-
-
-def _load_folder_split(folder: Path, size: int | None, channels: int) -> dict:
-    files, labels, classes = _scan_folder(folder)
-    if len(classes) < 2 or not files:
-        raise DataError(f"{folder} must hold one sub-folder per class (at least two) with image files in them")
-    return {"images": _read_image_files(files, size, channels), "labels": torch.tensor(labels), "classes": classes}
-
-
-def _load_cifar10(root: Path, train: bool, download: bool) -> dict:
-    jpeg = root / "cifar10-jpeg" / ("train" if train else "test")
-    if not (root / "cifar-10-batches-py").exists() and jpeg.is_dir():
-        data = _cached(f"cifar10-jpeg:{jpeg.resolve()}", lambda: _load_folder_split(jpeg, 32, 3))
-        if data["classes"] != CIFAR10_CLASSES:
-            raise DataError(f"{jpeg} has classes {data['classes']}, expected CIFAR-10's {CIFAR10_CLASSES}")
-        return data
-    from torchvision.datasets import CIFAR10
-
-    try:
-        if download and not (root / CIFAR10.base_folder).is_dir():
-            _offline([CIFAR10.url])
-        ds = CIFAR10(str(root), train=train, download=download)
-    except Exception as exc:
-        raise DataError(
-            f"CIFAR-10 not found under {root} (expected {root}/cifar-10-batches-py, or JPEG copies in "
-            f"{root}/cifar10-jpeg/{{train,test}}/<class>/*.jpg) and it could not be downloaded: {exc}. "
-            "Set --data-root or TINYVISION_DATA to a folder that has it.") from None
-    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
-    return {"images": images, "labels": torch.tensor(ds.targets), "classes": list(ds.classes)}
-
-
-def _load_imagefolder(root: Path, train: bool, image_size: int, channels: int, seed: int) -> dict:
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist")
-    split_dir = root / ("train" if train else "test")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        return _cached(f"folder:{split_dir.resolve()}:{image_size}:{channels}",
-                       lambda: _load_folder_split(split_dir, image_size, channels))
-    # One folder of classes: a seeded 80/20 train/test split.
-    data = _cached(f"folder:{root.resolve()}:{image_size}:{channels}",
-                   lambda: _load_folder_split(root, image_size, channels))
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(data["labels"]), generator=g)
-    n_test = max(1, len(perm) // 5)
-    index = perm[n_test:] if train else perm[:n_test]
-    return {"images": data["images"][index], "labels": data["labels"][index], "classes": data["classes"]}
-
-
-def load_dataset(name: str, split: str = "train", root: str | Path | None = None, download: bool = True,
-                 image_size: int = 32, channels: int = 3, seed: int = 0) -> ImageData:
-    """Load `split` ("train" or "test") of a dataset as uint8 tensors.
-
-    `root` defaults to `TINYVISION_DATA` (or ./data). MNIST and CIFAR-10 are downloaded there by torchvision when
-    missing; offline, a missing dataset raises `DataError` naming the folder expected. For "imagefolder", root is
-    the folder itself: `train/<class>/*` and `test/<class>/*`, or just `<class>/*` split 80/20 by `seed`.
-    """
-    if split not in ("train", "test"):
-        raise ValueError("split must be 'train' or 'test'")
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    train = split == "train"
-    if name == "mnist":
-        data, mean, std = _load_mnist(root, train, download), MNIST_MEAN, MNIST_STD
-    elif name == "cifar10":
-        data, mean, std = _load_cifar10(root, train, download), CIFAR_MEAN, CIFAR_STD
-    elif name == "imagefolder":
-        data = _load_imagefolder(root, train, image_size, channels, seed)
-        mean, std = (0.5,) * channels, (0.25,) * channels
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    return ImageData(data["images"], data["labels"], data["classes"], mean, std, name)
 
 
 def split_train_val(data: ImageData, val_fraction: float, seed: int) -> tuple[ImageData, ImageData | None]:
@@ -296,12 +156,16 @@ def augment_batch(images: torch.Tensor, kind: str, g: torch.Generator,
     """Augment a uint8 batch on its device; returns floats in [0, 255].
 
     kind "photos": random translate by up to 2 pixels (reflected border) and a horizontal flip of the images where
-    `flip` (bool, one per image) is true, or of a random half; kind "digits": stroke width, small affine and
-    elastic warp (handwriting varies in slant, proportions and curvature, not only in position).
+    `flip` (bool, one per image) is true, or of a random half; kind "shift-flip" (objects on a plain ground whose
+    mirror image is the same thing, such as Fashion-MNIST's clothes): the same with a zero border; kind "shift":
+    the translation alone (a folder's classes may be mirror images of each other); kind "digits": stroke width,
+    small affine and elastic warp (handwriting varies in slant, proportions and curvature, not only in position).
     """
     x = images.float()
-    if kind == "photos":
-        x = _random_translate(x, 2, g, mode="reflect")
+    if kind in ("photos", "shift-flip", "shift"):
+        x = _random_translate(x, 2, g, mode="reflect" if kind == "photos" else "constant")
+        if kind == "shift":
+            return x
         if flip is None:
             flip = torch.rand(len(x), generator=g) < 0.5
         return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)

@@ -11,6 +11,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import data as D
+from . import datasets
 
 __all__ = ["evaluate_model", "predict_logits", "fit_temperature", "tta_options", "main"]
 
@@ -68,7 +69,8 @@ def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False,
 def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
                    amp_dtype: torch.dtype | None = None, tta_flip: bool = False, tta_shift: int = 0) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
-    uint8 images, so a caller can draw them without loading the data again)."""
+    uint8 images, so a caller can draw them without loading the data again); for a set of several parts
+    (`data.parts`) also each part's accuracy."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -90,8 +92,10 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
     totals = confusion.sum(1).clamp(min=1)
     per_class = {name: (confusion[i, i] / totals[i]).item() for i, name in enumerate(data.classes)}
     sample = torch.linspace(0, len(data) - 1, min(SAMPLE_COUNT, len(data))).long()
+    right = pred == data.labels.cpu()
+    parts = {name: right[a:b].float().mean().item() for name, (a, b) in data.parts.items()}
     return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data), "per_class": per_class,
-            "confusion": confusion.tolist(),
+            "parts": parts, "confusion": confusion.tolist(),
             "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist(),
                         "images": data.images[sample.to(data.images.device)].cpu()}}
 
@@ -113,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         model = ckpt.build_from_checkpoint(payload)
         c, size, _ = payload["input_shape"]
         cfg = payload.get("config", {})
-        root = args.data_root if payload["dataset"] != "imagefolder" else (args.data_root or cfg.get("data_root"))
-        test = D.load_dataset(payload["dataset"], "test", root, args.download, size, c, cfg.get("seed", 0))
+        folder = datasets.get_dataset_spec(payload["dataset"]).folder
+        root = (args.data_root or cfg.get("data_root")) if folder else args.data_root
+        test = datasets.load_dataset(payload["dataset"], "test", root, args.download, size, c, cfg.get("seed", 0))
         if test.classes != payload["classes"]:
             raise D.DataError(f"the test set's classes {test.classes} differ from the checkpoint's")
         if args.calibrate:
-            train = D.load_dataset(payload["dataset"], "train", root, args.download, size, c, cfg.get("seed", 0))
+            train = datasets.load_dataset(payload["dataset"], "train", root, args.download, size, c, cfg.get("seed", 0))
             subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
             payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))
         result = evaluate_model(model, test, **tta_options(payload))
@@ -137,11 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.json:
         print(json.dumps({"dataset": payload["dataset"], "model": payload["model"], "test_acc": result["acc"],
-                          "test_loss": result["loss"], "per_class": result["per_class"], "n": len(test)}))
+                          "test_loss": result["loss"], "per_class": result["per_class"], "parts": result["parts"],
+                          "n": len(test)}))
     else:
         print(f"{payload['model']} on {payload['dataset']} test ({len(test)} images): accuracy {result['acc']:.4f}")
         for name, acc in result["per_class"].items():
             print(f"  {name:>12}  {acc:.4f}")
+        for name, acc in result["parts"].items():
+            print(f"  part {name}: accuracy {acc:.4f}")
     return 0
 
 

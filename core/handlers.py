@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .inference import InputError, Predictor, load_photo, photo_to_input, sketch_to_digit, top_k
+from .inference import InputError, Predictor, load_photo, picture_to_input, sketch_to_digit, top_k
 
 __all__ = ["CHECKPOINT_DIR", "DIGITS", "PHOTOS", "EMPTY_SKETCH", "EMPTY_PHOTO", "MIN_PHOTO_SIDE", "Studio",
            "enlarge", "blank_canvas", "kind_of"]
@@ -58,8 +58,8 @@ def _file_path(value: Any) -> str | Path | None:
 
 
 def kind_of(predictor: Predictor) -> str:
-    """The tab a model belongs to: digits (1 channel) or photos."""
-    return DIGITS if predictor.input_shape[0] == 1 else PHOTOS
+    """The tab a model belongs to: the Draw tab for sketch models, the photo tab for photo and greyscale ones."""
+    return DIGITS if predictor.kind == "sketch" else PHOTOS
 
 
 class Studio:
@@ -132,7 +132,7 @@ class Studio:
             w, h = image.size
             raise InputError(f"the image is {w}x{h} pixels; at least {MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} is needed "
                              "to recognise anything")
-        seen = photo_to_input(image, predictor.input_shape[1])
+        seen = picture_to_input(image, predictor.kind, predictor.input_shape[1])
         probs = predictor.probabilities(seen)
         return (top_k(probs, predictor.classes, TOP_K[PHOTOS]), enlarge(seen),
                 _status(predictor, probs, time.perf_counter() - t0))

@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
+from .datasets import checkpoint_kind
 from .evaluate import predict_logits, tta_options
 
-__all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "Predictor", "top_k",
+__all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "greyscale_to_input",
+           "picture_to_input", "Predictor", "top_k",
            "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
@@ -113,7 +115,12 @@ def _absdiff(channel: np.ndarray, value: int) -> np.ndarray:
 
 
 def _stroke_width(mask: torch.Tensor) -> float:
-    """2*area/perimeter of a binary (1,1,H,W) mask: the mean width of long strokes."""
+    """2*area/perimeter of a binary (1,1,H,W) mask: the mean width of long strokes.
+
+    The mask is a tight crop, so ink touches its edges; a zero border makes those edges count as perimeter
+    (max-pooling pads with -inf, which alone would erode nothing there: a straight vertical 1 then measured no
+    perimeter, a huge width, and was thinned away)."""
+    mask = F.pad(mask, (1, 1, 1, 1))
     inner = -F.max_pool2d(-mask, 3, 1, 1)
     perimeter = (mask - inner).sum().item()
     return 2.0 * mask.sum().item() / max(perimeter, 1.0)
@@ -242,6 +249,26 @@ def photo_to_input(source: Any, size: int = 32) -> np.ndarray:
     return np.asarray(im.resize((size, size), Image.LANCZOS, box=box, reducing_gap=3.0), dtype=np.uint8)
 
 
+def greyscale_to_input(source: Any, size: int = 28) -> np.ndarray:
+    """A picture for a greyscale model: centre-cropped, resized, grey, and turned light-on-dark if its border is
+    light, since greyscale training sets such as Fashion-MNIST show a light object on a black ground (a photo of a
+    shoe on a white table would otherwise be the negative of everything the model saw): (size, size) uint8."""
+    grey = photo_to_input(source, size).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:
+        grey = 255.0 - grey
+    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+
+
+def picture_to_input(source: Any, kind: str, size: int) -> np.ndarray:
+    """An uploaded picture prepared for a model of input kind "photo" or "greyscale"."""
+    if kind == "greyscale":
+        return greyscale_to_input(source, size)
+    if kind == "photo":
+        return photo_to_input(source, size)
+    raise InputError(f"a model for {kind} input does not take pictures")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Models
 
@@ -275,6 +302,11 @@ class Predictor:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["input_shape"])
+
+    @property
+    def kind(self) -> str:
+        """The input kind it was trained on (core.data.INPUT_KINDS); it decides the tab and the preprocessing."""
+        return checkpoint_kind(self.meta)
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import data as D
-from . import models
+from . import datasets, models
 from .evaluate import evaluate_model, fit_temperature, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
@@ -69,7 +69,7 @@ class TrainConfig:
     download: bool = True
     image_size: int = 32  # imagefolder only
     channels: int = 3  # imagefolder only
-    pretrained: bool = False  # alexnet only
+    pretrained: bool = False  # models whose spec takes it (alexnet): start from published weights
     out: str | None = None
     resume: str | None = None
     model_kwargs: dict = field(default_factory=dict)
@@ -82,12 +82,12 @@ def _check_range(name: str, value) -> None:
         raise ValueError(f"{name} must be a number between {lo} and {hi} (got {value!r})")
 
 
-def resolve_config(cfg: TrainConfig, in_channels: int) -> TrainConfig:
-    """Fill unset fields from the model's default recipe and validate every bound; returns a new config."""
+def resolve_config(cfg: TrainConfig, kind: str) -> TrainConfig:
+    """Fill unset fields from the model's default recipe for data of this input kind and validate every bound;
+    returns a new config."""
     models.get_spec(cfg.model)
-    if cfg.dataset not in D.DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(D.DATASETS)}")
-    recipe = models.default_recipe(cfg.model, in_channels)
+    datasets.get_dataset_spec(cfg.dataset)
+    recipe = models.default_recipe(cfg.model, kind)
     values = asdict(cfg)
     for key, value in recipe.items():
         if values.get(key) is None:
@@ -118,11 +118,11 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def _make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _make_optimizer(cfg: TrainConfig, model: nn.Module, norm_bias_lr_scale: float) -> torch.optim.Optimizer:
     # No weight decay on BatchNorm/bias parameters: decaying them only fights the normalisation. A model may ask
-    # for its BatchNorm shifts to learn faster (`norm_bias_lr_scale`); they then decay by the same amount per step as
-    # the weights, so that they cannot drift without bound.
-    scale = float(getattr(model, "norm_bias_lr_scale", 1.0))
+    # for its BatchNorm shifts to learn faster (its spec's `norm_bias_lr_scale`); they then decay by the same amount
+    # per step as the weights, so that they cannot drift without bound.
+    scale = float(norm_bias_lr_scale)
     fast = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
             and m.bias is not None} if scale != 1.0 else set()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -150,10 +150,228 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
     return 1.0
 
 
-def _event_metrics(model, data, device, cfg, amp_dtype, meta, last: bool) -> dict:
+@dataclass
+class Run:
+    """Everything one training holds: the resolved config, data on the device, the model and its optimizer, and
+    where the run stands (epoch, step, time, history, the file with its latest state)."""
+    cfg: TrainConfig
+    device: torch.device
+    train_set: D.ImageData  # on the device
+    val_set: D.ImageData | None
+    test_set: D.ImageData | None
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    flips: D.FlipMasks | None
+    meta: dict
+    parameters: int
+    steps_per_epoch: int
+    total_steps: int
+    start_epoch: int = 1
+    step: int = 0
+    train_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+    latest: tuple[str | None, bool] = (None, False)  # (checkpoint file, whether it can be resumed)
+
+    @property
+    def use_amp(self) -> bool:
+        return self.amp_dtype is not None
+
+
+@dataclass
+class EpochResult:
+    """What one pass over the training batches did, and why it ended."""
+    ended: str  # "done" (all batches), "stopped" (should_stop), "steps" (max_steps), "time" (max_seconds)
+    seen: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seconds: float
+    lr: float
+
+
+def build_run(cfg: TrainConfig) -> Run:
+    """Load the data, resolve the config against the model's recipe for its kind, build model and optimizer."""
+    device = pick_device(cfg.device)
+    train_full = datasets.load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, cfg.image_size,
+                                       cfg.channels, cfg.seed)
+    cfg = resolve_config(cfg, train_full.kind)
+    train_set, val_set = D.split_train_val(train_full, cfg.val_split, cfg.seed)
+    if 0 < cfg.max_train_images < len(train_set):
+        keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 1))
+        train_set = train_set.subset(keep[:cfg.max_train_images])
+    test_set = datasets.load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
+                                     cfg.seed) if cfg.test else None
+    if len(train_set) < 2:
+        raise D.DataError("the training set needs at least two images")
+
+    torch.manual_seed(cfg.seed)
+    spec = models.get_spec(cfg.model)
+    c, size, _ = train_set.input_shape
+    model_kwargs = dict(cfg.model_kwargs)
+    options = {k: getattr(cfg, k) for k in spec.build_options if getattr(cfg, k)}
+    model = models.create_model(cfg.model, len(train_set.classes), c, size, **model_kwargs, **options)
+    if spec.prepare is not None:
+        pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
+        spec.prepare(model, D.normalise(train_set.images[pick], train_set.mean, train_set.std))
+    model = model.to(device)
+    # channels_last measured 1.7-2.7x faster for these convs on CPU; it is the fast layout on CUDA too.
+    memory_format = torch.preserve_format if device.type == "mps" else torch.channels_last
+    model = model.to(memory_format=memory_format)
+
+    use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
+    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that draw.
+    flips = D.alternating_flips(len(train_set), cfg.seed + 2, device) if train_set.augment == "photos" else None
+    meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
+                          train_set.std, model_kwargs, kind=train_set.kind, config=asdict(cfg),
+                          tta_flip=train_set.tta_flip, tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
+    return Run(cfg, device, train_set.to(device), val_set.to(device) if val_set is not None else None,
+               test_set.to(device) if test_set is not None else None, model,
+               _make_optimizer(cfg, model, spec.norm_bias_lr_scale),
+               torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16), amp_dtype,
+               memory_format, flips, meta, models.count_parameters(model), steps_per_epoch, total_steps)
+
+
+def restore(run: Run, path: str) -> None:
+    """Continue from a checkpoint of an epoch of the same model and dataset: weights, optimizer, where it stood."""
+    state = ckpt.load_checkpoint(path)
+    if state["model"] != run.cfg.model or state["dataset"] != run.cfg.dataset or "train_state" not in state:
+        raise ckpt.CheckpointError(f"{path} cannot resume this run (model/dataset differ or it holds no optimizer "
+                                   "state)")
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["train_state"]["optimizer"])
+    ts = state["train_state"]
+    run.start_epoch, run.step, run.train_seconds = ts["epoch"] + 1, ts["step"], ts["train_seconds"]
+    run.history = list(state.get("history", []))
+    if ts.get("scaler"):
+        run.scaler.load_state_dict(ts["scaler"])
+    run.latest = (str(path), True)  # until this run writes its first epoch
+
+
+def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss_sum):
+        raise FloatingPointError(f"loss became {loss_sum.item()} by step {step}; lower the learning rate")
+
+
+def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generator[dict, None, EpochResult]:
+    """One pass over the training batches, yielding progress events a few times; returns why it ended.
+
+    Loss and accuracy are summed on the device; the host reads them (one sync) only at progress points, where a
+    loss that is no longer finite ends the run.
+    """
+    cfg, model, train = run.cfg, run.model, run.train_set
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    model.train()
+    t0 = time.perf_counter()
+    seen, lr, ended = 0, cfg.lr, "done"
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), dtype=torch.long, device=run.device)
+    progress_every = max(1, run.steps_per_epoch // 20)
+    for batch_index in D.iterate_batches(len(train), cfg.batch_size, g):
+        if should_stop():
+            ended = "stopped"
+            break
+        if run.step >= run.total_steps:
+            ended = "steps"
+            break
+        if cfg.max_seconds and run.train_seconds + time.perf_counter() - t0 >= cfg.max_seconds:
+            ended = "time"
+            break
+        batch_index = batch_index.to(run.device)
+        x, y = train.images[batch_index], train.labels[batch_index]
+        if cfg.augment:
+            x = D.augment_batch(x, train.augment, g, run.flips(batch_index, epoch) if run.flips else None)
+        else:
+            x = x.float()
+        x = D.normalise(x, train.mean, train.std).contiguous(memory_format=run.memory_format)
+        lr = cfg.lr * _lr_factor(cfg.schedule, run.step, run.total_steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.step += 1
+        n = len(y)
+        seen += n
+        loss_sum += loss.detach().float() * n
+        correct += (logits.argmax(1) == y).sum()
+        batches_done = math.ceil(seen / cfg.batch_size)
+        if batches_done % progress_every == 0 or batches_done == run.steps_per_epoch:
+            _check_finite(loss_sum, run.step)
+            elapsed = time.perf_counter() - t0
+            rate = seen / max(elapsed, 1e-9)
+            left = min(len(train) - seen, (run.total_steps - run.step) * cfg.batch_size)
+            yield {"type": "progress", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
+                   "steps": run.total_steps, "batch": batches_done, "batches": run.steps_per_epoch,
+                   "loss": loss.item(), "images_per_s": rate, "eta_s": left / max(rate, 1e-9)}
+    if seen:
+        _check_finite(loss_sum, run.step)
+    return EpochResult(ended, seen, loss_sum, correct, time.perf_counter() - t0, lr)
+
+
+def _event_metrics(run: Run, data: D.ImageData, last: bool) -> dict:
     # Shifted views triple the cost of an evaluation; epochs before the last are scored on flips alone.
-    tta = tta_options(meta) if last else {**tta_options(meta), "tta_shift": 0}
-    return evaluate_model(model, data, device=device, batch_size=max(256, cfg.batch_size), amp_dtype=amp_dtype, **tta)
+    tta = tta_options(run.meta) if last else {**tta_options(run.meta), "tta_shift": 0}
+    return evaluate_model(run.model, data, device=run.device, batch_size=max(256, run.cfg.batch_size),
+                          amp_dtype=run.amp_dtype, **tta)
+
+
+def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
+    """The epoch's report: train figures, evaluation when due, calibration after the last, the checkpoint."""
+    cfg = run.cfg
+    run.train_seconds += result.seconds
+    report = {"type": "epoch", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
+              "train_loss": result.loss_sum.item() / result.seen, "train_acc": result.correct.item() / result.seen,
+              "lr": result.lr, "seconds": result.seconds, "train_seconds": run.train_seconds,
+              "images_per_s": result.seen / result.seconds}
+    if last or epoch % cfg.eval_every == 0:
+        if run.val_set is not None:
+            v = _event_metrics(run, run.val_set, last)
+            report.update(val_loss=v["loss"], val_acc=v["acc"])
+        if run.test_set is not None:
+            t = _event_metrics(run, run.test_set, last)
+            report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
+                          confusion=t["confusion"], samples=t["samples"], **_parts(t))
+    run.history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
+    if last:
+        # Calibrate on held-out data when there is some, else on (unaugmented) training images.
+        calib = run.val_set if run.val_set is not None else run.train_set.subset(
+            torch.randperm(len(run.train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000])
+        run.meta["temperature"] = report["temperature"] = fit_temperature(run.model, calib, **tta_options(run.meta),
+                                                                          device=run.device)
+    if cfg.out:
+        metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts")
+                   if k in report}
+        train_state = {"optimizer": run.optimizer.state_dict(), "epoch": epoch, "step": run.step,
+                       "train_seconds": run.train_seconds,
+                       "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {}}
+        ckpt.save_checkpoint(cfg.out, {**run.meta, "metrics": metrics, "history": run.history, "epoch": epoch},
+                             run.model.state_dict(), None if last else train_state)
+        report["checkpoint"] = str(cfg.out)
+        run.latest = (str(cfg.out), not last)
+    return report
+
+
+def _parts(metrics: dict) -> dict:
+    return {"test_parts": metrics["parts"]} if metrics.get("parts") else {}
+
+
+def start_event(run: Run) -> dict:
+    return {"type": "start", "config": asdict(run.cfg), "device": str(run.device),
+            "amp": str(run.amp_dtype) if run.use_amp else None, "train_size": len(run.train_set),
+            "val_size": len(run.val_set) if run.val_set else 0, "test_size": len(run.test_set) if run.test_set else 0,
+            "classes": run.train_set.classes, "parameters": run.parameters, "steps_per_epoch": run.steps_per_epoch,
+            "total_steps": run.total_steps, "start_epoch": run.start_epoch}
 
 
 def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
@@ -170,171 +388,29 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     `should_stop` is polled between batches; when it returns True the epoch in progress is abandoned and the last
     completed epoch's checkpoint stays on disk.
     """
-    device = pick_device(cfg.device)
-    train_full = D.load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
-                                cfg.seed)
-    in_channels = train_full.input_shape[0]
-    cfg = resolve_config(cfg, in_channels)
-    train_set, val_set = D.split_train_val(train_full, cfg.val_split, cfg.seed)
-    if 0 < cfg.max_train_images < len(train_set):
-        keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 1))
-        train_set = train_set.subset(keep[:cfg.max_train_images])
-    test_set = D.load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
-                              cfg.seed) if cfg.test else None
-    if len(train_set) < 2:
-        raise D.DataError("the training set needs at least two images")
-
-    torch.manual_seed(cfg.seed)
-    size = train_set.input_shape[1]
-    model_kwargs = dict(cfg.model_kwargs)
-    if cfg.model == "alexnet" and cfg.pretrained:
-        model_kwargs["pretrained"] = True
-    model = models.create_model(cfg.model, len(train_set.classes), in_channels, size, **model_kwargs)
-    model_kwargs.pop("pretrained", None)  # the weights travel in the checkpoint, not the flag
-    if hasattr(model, "init_whitening"):
-        pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
-        sample = train_set.images[pick]
-        model.init_whitening(D.normalise(sample, train_set.mean, train_set.std))
-    model = model.to(device)
-    # channels_last measured 1.7-2.7x faster for these convs on CPU; it is the fast layout on CUDA too.
-    memory_format = torch.preserve_format if device.type == "mps" else torch.channels_last
-    model = model.to(memory_format=memory_format)
-    optimizer = _make_optimizer(cfg, model)
-
-    use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    aug_kind = "digits" if in_channels == 1 else "photos"
-    # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that draw.
-    flips = D.alternating_flips(len(train_set), cfg.seed + 2, device) if aug_kind == "photos" else None
-
-    meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
-                          train_set.std, model_kwargs, config=asdict(cfg), tta_flip=aug_kind == "photos",
-                          tta_shift=cfg.tta_shift if aug_kind == "photos" else 0)
-    history: list[dict] = []
-    start_epoch, step, train_seconds = 1, 0, 0.0
-    if cfg.resume:
-        state = ckpt.load_checkpoint(cfg.resume)
-        if state["model"] != cfg.model or state["dataset"] != cfg.dataset or "train_state" not in state:
-            raise ckpt.CheckpointError(f"{cfg.resume} cannot resume this run (model/dataset differ or it holds "
-                                       "no optimizer state)")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["train_state"]["optimizer"])
-        ts = state["train_state"]
-        start_epoch, step, train_seconds = ts["epoch"] + 1, ts["step"], ts["train_seconds"]
-        history = list(state.get("history", []))
-        if ts.get("scaler"):
-            scaler.load_state_dict(ts["scaler"])
-
-    train_images = train_set.images.to(device)
-    train_labels = train_set.labels.to(device)
-    val_dev = val_set.to(device) if val_set is not None else None
-    test_dev = test_set.to(device) if test_set is not None else None
-    yield {"type": "start", "config": asdict(cfg), "device": str(device), "amp": str(amp_dtype) if use_amp else None,
-           "train_size": len(train_set), "val_size": len(val_set) if val_set else 0,
-           "test_size": len(test_set) if test_set else 0, "classes": train_set.classes,
-           "parameters": models.count_parameters(model), "steps_per_epoch": steps_per_epoch,
-           "total_steps": total_steps, "start_epoch": start_epoch}
-
-    report: dict | None = history[-1] if history else None
-    # The file that holds the run's latest state, and whether it can be resumed: the resumed checkpoint until this
-    # run writes its first epoch.
-    latest = (str(cfg.resume), True) if cfg.resume else (None, False)
+    run = build_run(cfg)
+    if run.cfg.resume:
+        restore(run, run.cfg.resume)
+    yield start_event(run)
+    report: dict | None = run.history[-1] if run.history else None
     stopped = False
-    progress_every = max(1, steps_per_epoch // 20)
-    out_of_time = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if step >= total_steps or out_of_time:
+    for epoch in range(run.start_epoch, run.cfg.epochs + 1):
+        if run.step >= run.total_steps:
             break
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        t0 = time.perf_counter()
-        seen, loss_sum, correct = 0, 0.0, 0
-        for batch_index in D.iterate_batches(len(train_set), cfg.batch_size, g):
-            if should_stop():
-                stopped = True
-                break
-            if step >= total_steps:
-                break
-            if cfg.max_seconds and train_seconds + time.perf_counter() - t0 >= cfg.max_seconds:
-                out_of_time = True
-                break
-            batch_index = batch_index.to(device)
-            x = train_images[batch_index]
-            y = train_labels[batch_index]
-            if cfg.augment:
-                x = D.augment_batch(x, aug_kind, g, flips(batch_index, epoch) if flips else None)
-            else:
-                x = x.float()
-            x = D.normalise(x, train_set.mean, train_set.std)
-            x = x.contiguous(memory_format=memory_format)
-            lr = cfg.lr * _lr_factor(cfg.schedule, step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            n = len(y)
-            seen += n
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == y).sum().item()
-            batches_done = math.ceil(seen / cfg.batch_size)
-            if batches_done % progress_every == 0 or batches_done == steps_per_epoch:
-                elapsed = time.perf_counter() - t0
-                rate = seen / max(elapsed, 1e-9)
-                left = min(len(train_set) - seen, (total_steps - step) * cfg.batch_size)
-                yield {"type": "progress", "epoch": epoch, "epochs": cfg.epochs, "step": step,
-                       "steps": total_steps, "batch": batches_done, "batches": steps_per_epoch,
-                       "loss": loss.item(), "images_per_s": rate, "eta_s": left / max(rate, 1e-9)}
-        if stopped or seen == 0:
+        result = yield from run_epoch(run, epoch, should_stop)
+        if result.ended == "stopped" or result.seen == 0:
+            stopped = result.ended == "stopped"
             break
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        report = {"type": "epoch", "epoch": epoch, "epochs": cfg.epochs, "step": step,
-                  "train_loss": loss_sum / seen, "train_acc": correct / seen, "lr": lr,
-                  "seconds": epoch_seconds, "train_seconds": train_seconds, "images_per_s": seen / epoch_seconds}
-        last = epoch == cfg.epochs or step >= total_steps or out_of_time
-        evaluate_now = last or epoch % cfg.eval_every == 0
-        if val_dev is not None and evaluate_now:
-            v = _event_metrics(model, val_dev, device, cfg, amp_dtype, meta, last)
-            report.update(val_loss=v["loss"], val_acc=v["acc"])
-        if test_dev is not None and evaluate_now:
-            t = _event_metrics(model, test_dev, device, cfg, amp_dtype, meta, last)
-            report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
-                          confusion=t["confusion"], samples=t["samples"])
-        history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
-        if last:
-            # Calibrate on held-out data when there is some, else on (unaugmented) training images.
-            calib = val_dev if val_dev is not None else train_set.subset(
-                torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000]).to(device)
-            meta["temperature"] = report["temperature"] = fit_temperature(model, calib, **tta_options(meta),
-                                                                          device=device)
-        if cfg.out:
-            metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds") if k in report}
-            train_state = {"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                           "train_seconds": train_seconds, "scaler": scaler.state_dict() if scaler.is_enabled() else {}}
-            ckpt.save_checkpoint(cfg.out, {**meta, "metrics": metrics, "history": history, "epoch": epoch},
-                                 model.state_dict(), None if last else train_state)
-            report["checkpoint"] = str(cfg.out)
-            latest = (str(cfg.out), not last)
+        last = epoch == run.cfg.epochs or run.step >= run.total_steps or result.ended == "time"
+        report = finish_epoch(run, epoch, result, last)
         yield report
         if should_stop():
             stopped = True
             break
+        if result.ended == "time":
+            break
     end = dict(report or {})
-    end.update(type="end", stopped=stopped, checkpoint=latest[0], resumable=latest[1])
+    end.update(type="end", stopped=stopped, checkpoint=run.latest[0], resumable=run.latest[1])
     yield end
 
 
@@ -343,9 +419,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.train", description="Train a TinyVision model.")
-    p.add_argument("--dataset", default="mnist", choices=D.DATASETS)
+    p.add_argument("--dataset", default="mnist", choices=datasets.list_datasets())
     p.add_argument("--model", default=None, help=f"one of: {', '.join(models.list_models())} "
-                                                  "(default: digitnet for 1-channel data, cifarnet otherwise)")
+                                                  "(default: the fast net for the dataset's kind of input)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -368,8 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
     p.add_argument("--no-download", dest="download", action="store_false")
-    p.add_argument("--image-size", type=int, default=32, help="imagefolder: resize images to this size")
-    p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="imagefolder: 1 (grey) or 3 (RGB)")
+    p.add_argument("--image-size", type=int, default=32, help="image folders: resize images to this size")
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="image folders: 1 (grey) or 3 (RGB)")
     p.add_argument("--pretrained", action="store_true", help="alexnet: start from ImageNet weights (online)")
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra constructor arguments, e.g. \'{"widths": [32, 64, 128]}\'')
@@ -380,8 +456,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    model = args.model or ("digitnet" if args.dataset == "mnist" or
-                           (args.dataset == "imagefolder" and args.channels == 1) else "cifarnet")
+    kind = datasets.get_dataset_spec(args.dataset).kind_for(args.channels)
+    model = args.model or datasets.FAST_MODEL[kind]
     out = args.out or str(Path("runs") / f"{args.dataset}-{model}.pt")
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}

@@ -26,16 +26,15 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as D
-from . import models, plots
+from . import datasets, models, plots
 from . import train as T
 from .handlers import DIGITS, kind_of
 from .inference import InputError, Predictor
 
-__all__ = ["TrainRequest", "TrainingService", "OUTPUTS", "TABLE_HEADERS", "DATASET_LABELS", "LIMITS", "FAST",
-           "recipe", "check_checkpoint"]
+__all__ = ["TrainRequest", "TrainingService", "OUTPUTS", "TABLE_HEADERS", "LIMITS", "FAST", "recipe",
+           "dataset_label", "dataset_kind", "is_folder_dataset", "check_checkpoint"]
 
 LIMITS = T.LIMITS
-DATASET_LABELS = {"mnist": "MNIST (digits)", "cifar10": "CIFAR-10 (photos)", "imagefolder": "Image folder"}
 # Folder datasets are read as 32x32 RGB, the photo models' input.
 FOLDER_IMAGE_SIZE, FOLDER_CHANNELS = 32, 3
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "augment")
@@ -50,24 +49,36 @@ SESSION_MODELS_KEPT = 4  # a visitor's own models held in memory at once
 TRAIN_NICENESS = 10
 
 
-def dataset_channels(dataset: str) -> int:
-    return 1 if dataset == "mnist" else FOLDER_CHANNELS if dataset == "imagefolder" else 3
+def dataset_kind(dataset: str) -> str:
+    """The input kind of a dataset as the Train tab reads it (folders as FOLDER_CHANNELS-channel images)."""
+    return datasets.get_dataset_spec(dataset).kind_for(FOLDER_CHANNELS)
+
+
+def dataset_label(dataset: str) -> str:
+    return datasets.get_dataset_spec(dataset).label
+
+
+def is_folder_dataset(dataset: str) -> bool:
+    """Whether the dataset is a folder the user names (kept inside the server's allowed folder); False for a name
+    that is not registered."""
+    return dataset in datasets.list_datasets() and datasets.get_dataset_spec(dataset).folder
 
 
 def recipe(model: str, dataset: str) -> dict:
     """The form fields of `model`'s default recipe for `dataset`."""
-    r = models.default_recipe(model, dataset_channels(dataset))
+    r = models.default_recipe(model, dataset_kind(dataset))
     return {k: r[k] for k in RECIPE_FIELDS}
 
 
-FAST = recipe("digitnet", "mnist")
+# The fast preset: digitnet's recipe on MNIST (a run of seconds that reaches 99%).
+FAST = {"dataset": "mnist", "model": "digitnet", **recipe("digitnet", "mnist")}
 
 
 @dataclass
 class TrainRequest:
     """What the form or an API caller asks for. The defaults are the fast preset: digitnet's recipe on MNIST."""
-    dataset: str = "mnist"
-    model: str = "digitnet"
+    dataset: str = FAST["dataset"]
+    model: str = FAST["model"]
     epochs: int = FAST["epochs"]
     batch_size: int = FAST["batch_size"]
     lr: float = FAST["lr"]
@@ -211,7 +222,8 @@ class TrainingService:
 
     @property
     def datasets(self) -> list[str]:
-        return ["mnist", "cifar10"] + (["imagefolder"] if self.folder_root is not None else [])
+        """The registered datasets this server offers: folder datasets only with an allowed folder root."""
+        return [d for d in datasets.list_datasets() if self.folder_root is not None or not is_folder_dataset(d)]
 
     @property
     def device(self) -> str:
@@ -248,7 +260,7 @@ class TrainingService:
 
     def make_config(self, req: TrainRequest, **extra: Any) -> T.TrainConfig:
         """The checked, recipe-completed TrainConfig for a request; InputError says what is out of bounds."""
-        if req.dataset not in D.DATASETS:
+        if req.dataset not in datasets.list_datasets():  # a folder dataset this server does not allow: _folder says so
             raise InputError(f"unknown dataset {req.dataset!r}; choose one of: {', '.join(self.datasets)}")
         if req.model not in models.list_models():
             raise InputError(f"unknown model {req.model!r}; choose one of: {', '.join(models.list_models())}")
@@ -263,12 +275,12 @@ class TrainingService:
         if self.max_seconds:
             asked = values["max_seconds"]
             values["max_seconds"] = self.max_seconds if not asked else min(asked, self.max_seconds)
-        data_root = self._folder(req.folder) if req.dataset == "imagefolder" else self.data_root
+        data_root = self._folder(req.folder) if is_folder_dataset(req.dataset) else self.data_root
         cfg = T.TrainConfig(dataset=req.dataset, model=req.model, optimizer=req.optimizer, augment=req.augment,
                             amp=None if req.amp else False, data_root=data_root, image_size=FOLDER_IMAGE_SIZE,
                             channels=FOLDER_CHANNELS, **values)
         try:
-            return T.resolve_config(replace(cfg, **extra), dataset_channels(req.dataset))
+            return T.resolve_config(replace(cfg, **extra), dataset_kind(req.dataset))
         except ValueError as exc:
             raise InputError(str(exc)) from None
 
@@ -282,7 +294,7 @@ class TrainingService:
         asked = {"dataset": payload["dataset"], "model": payload["model"],
                  **{f.name: c[f.name] for f in fields(TrainRequest) if f.name in c and f.name not in ("amp", "folder")}}
         folder = ""
-        if c.get("dataset") == "imagefolder":
+        if is_folder_dataset(payload["dataset"]):
             stored = Path(str(c.get("data_root") or "")).resolve()
             if self.folder_root is None or not stored.is_relative_to(self.folder_root):
                 raise InputError("this checkpoint was trained on a folder this server does not allow")

@@ -9,9 +9,10 @@ from bench import pendigits
 from bench.latency import sketch_payload
 from bench.serving import api_client, serve_app
 from conftest import ROOT
-from core.data import CIFAR10_CLASSES
+from core.datasets import CIFAR10_CLASSES
 from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, Studio
 from core.inference import InputError
+from core.strokes import layout_strokes, render
 
 CAT = ROOT / "examples" / "photos" / "cat.jpg"
 HORSE = ROOT / "examples" / "photos" / "horse.png"  # RGBA
@@ -40,7 +41,7 @@ def test_every_shipped_checkpoint_loads_and_both_tabs_have_a_model(studio):
 
 def _canvas(digit, size, ink, background, layout="big"):
     channels = len(background)
-    rgb = pendigits.render(pendigits.layout_strokes(digit, size, layout), size, size / 16)
+    rgb = render(layout_strokes(digit["strokes"], size, layout), size, size / 16)
     mask = rgb[..., 0] < 128
     out = np.empty((size, size, channels), np.uint8)
     out[:] = background

@@ -7,17 +7,31 @@ are uploaded. Screenshots and the replay's summary go to test-artifacts/.
 """
 from __future__ import annotations
 
+import io
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from app import BRUSH_RADIUS
 from bench import pendigits
-from bench.browser_pen import CANVAS, Network, canvas_geometry, clear_sketch, drag, replay, settled_label, subsample
+from bench.browser_pen import (
+    CANVAS,
+    Network,
+    canvas_geometry,
+    clear_sketch,
+    drag,
+    draw,
+    replay,
+    settled_label,
+    subsample,
+)
 from bench.serving import ARTIFACTS, chromium, serve_app
 from conftest import PEN_DIGITS, ROOT
-from core.data import CIFAR10_CLASSES
+from core.datasets import CIFAR10_CLASSES
 from core.inference import Predictor, sketch_to_digit
+from core.strokes import layout_strokes, render
 
 pytestmark = pytest.mark.browser
 CIFAR_CLASSES = set(CIFAR10_CLASSES)
@@ -38,8 +52,8 @@ def _clear_digit():
     predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
     for d in pendigits.load(PEN_DIGITS):
         if d["label"] == 3 and len(d["strokes"]) == 1:
-            strokes = pendigits.layout_strokes(d, CANVAS, "big")
-            x = sketch_to_digit({"composite": pendigits.render(subsample(strokes), CANVAS, 2 * BRUSH_RADIUS)})
+            strokes = layout_strokes(d["strokes"], CANVAS, "big")
+            x = sketch_to_digit({"composite": render(subsample(strokes), CANVAS, 2 * BRUSH_RADIUS)})
             if x is not None and predictor.probabilities(x)[3] > 0.9:
                 return strokes
     raise AssertionError("no pen 3 found")
@@ -58,6 +72,26 @@ def test_real_mouse_drag_draws_a_digit(page):
     # Drawing right after Clear works: the brush is still picked and no stroke is lost.
     drag(page, strokes, canvas_geometry(page))
     assert settled_label(page, "#digit-label", network, quiet=1.5) == "3"
+    clear_sketch(page, network)
+
+
+def test_the_page_draws_strokes_as_core_renders_them(page):
+    """Training data is drawn by core.strokes as the page's canvas draws: one pen digit replayed on the page, the
+    28x28 the model saw there, against core's rendering of the same strokes through the same preprocessing."""
+    digit = pendigits.load(PEN_DIGITS)[5]
+    strokes = layout_strokes(digit["strokes"], CANVAS, "big")
+    network = Network(page)
+    draw(page, strokes, canvas_geometry(page))
+    settled_label(page, "#digit-label", network)
+    src = page.locator("#digit-seen img").first.get_attribute("src")
+    png = page.request.get(src).body()
+    big = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32) / 255.0
+    seen = big[::big.shape[0] // 28, ::big.shape[1] // 28]  # the answer image is the 28x28 enlarged
+    ours = sketch_to_digit({"composite": render(strokes, CANVAS, 2 * BRUSH_RADIUS)})
+    assert seen.shape == ours.shape == (28, 28)
+    a, b = seen > 0.3, ours > 0.3
+    assert (a & b).sum() / (a | b).sum() >= 0.7, "the ink of the page's drawing and core's overlap"
+    assert np.abs(seen - ours).mean() < 0.08
     clear_sketch(page, network)
 
 

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from core import data as D
+from core import datasets as DS
 
 
 def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monkeypatch):
@@ -15,9 +16,10 @@ def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monke
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     before = socket.getdefaulttimeout()
-    for name, expected in (("mnist", "MNIST/raw"), ("cifar10", "cifar10-jpeg")):
+    for name, expected in (("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"), ("cifar10", "cifar10-jpeg"),
+                           ("pendigits", "pendigits/pendigits-orig.tra"), ("handwriting", "MNIST/raw")):
         with pytest.raises(D.DataError) as info:
-            D.load_dataset(name, "test", root=tmp_path)
+            DS.load_dataset(name, "test", root=tmp_path)
         assert str(tmp_path) in str(info.value) and expected in str(info.value)
         assert "looks offline" in str(info.value)
     assert socket.getdefaulttimeout() == before  # the process-wide default is never touched
@@ -35,21 +37,21 @@ def test_the_download_probe_has_its_own_timeout(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     with pytest.raises(D.DataError, match="looks offline"):
-        D.load_dataset("mnist", "train", root=tmp_path)
-    assert timeouts and all(t == ("HEAD", D.DOWNLOAD_TIMEOUT_S, None) for t in timeouts)
+        DS.load_dataset("mnist", "train", root=tmp_path)
+    assert timeouts and all(t == ("HEAD", DS.DOWNLOAD_TIMEOUT_S, None) for t in timeouts)
 
 
 def test_mnist_real_data_is_exact(data_root):
-    test = D.load_dataset("mnist", "test", root=data_root)
+    test = DS.load_dataset("mnist", "test", root=data_root)
     assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.uint8
     assert test.labels[:5].tolist() == [7, 2, 1, 0, 4]
     assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def test_cifar10_jpeg_copy_is_read_with_cifar_class_order(data_root):
-    test = D.load_dataset("cifar10", "test", root=data_root)
+    test = DS.load_dataset("cifar10", "test", root=data_root)
     assert test.images.shape == (10000, 3, 32, 32)
-    assert test.classes == D.CIFAR10_CLASSES
+    assert test.classes == DS.CIFAR10_CLASSES
     assert torch.bincount(test.labels).tolist() == [1000] * 10
 
 
@@ -63,8 +65,8 @@ def _write_folder(root, classes=("cat", "dog"), n=10, size=(20, 16)):
 
 def test_imagefolder_single_folder_is_split_80_20_by_seed(tmp_path):
     _write_folder(tmp_path)
-    train = D.load_dataset("imagefolder", "train", root=tmp_path, image_size=24, channels=3, seed=1)
-    test = D.load_dataset("imagefolder", "test", root=tmp_path, image_size=24, channels=3, seed=1)
+    train = DS.load_dataset("imagefolder", "train", root=tmp_path, image_size=24, channels=3, seed=1)
+    test = DS.load_dataset("imagefolder", "test", root=tmp_path, image_size=24, channels=3, seed=1)
     assert train.classes == ["cat", "dog"] and len(train) == 16 and len(test) == 4
     assert train.images.shape[1:] == (3, 24, 24)
 
@@ -72,16 +74,16 @@ def test_imagefolder_single_folder_is_split_80_20_by_seed(tmp_path):
 def test_imagefolder_with_train_test_folders(tmp_path):
     _write_folder(tmp_path / "train", n=6)
     _write_folder(tmp_path / "test", n=2)
-    test = D.load_dataset("imagefolder", "test", root=tmp_path, image_size=16, channels=1)
+    test = DS.load_dataset("imagefolder", "test", root=tmp_path, image_size=16, channels=1)
     assert len(test) == 4 and test.images.shape[1:] == (1, 16, 16)
 
 
 def test_imagefolder_errors_are_clear(tmp_path):
     with pytest.raises(D.DataError, match="does not exist"):
-        D.load_dataset("imagefolder", "train", root=tmp_path / "nope")
+        DS.load_dataset("imagefolder", "train", root=tmp_path / "nope")
     (tmp_path / "only").mkdir()
     with pytest.raises(D.DataError, match="one sub-folder per class"):
-        D.load_dataset("imagefolder", "train", root=tmp_path)
+        DS.load_dataset("imagefolder", "train", root=tmp_path)
 
 
 def test_split_is_seeded_and_disjoint():

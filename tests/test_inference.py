@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from bench import pen_accuracy, pendigits
 from core import inference as I
+from core.strokes import layout_strokes, render
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -17,7 +18,7 @@ def pen():
 
 
 def _sketch(digit, canvas=400, brush=12, layout="recorded"):
-    return pendigits.render(pendigits.layout_strokes(digit, canvas, layout), canvas, brush)
+    return render(layout_strokes(digit["strokes"], canvas, layout), canvas, brush)
 
 
 def test_sketch_is_mnist_like(pen):

@@ -21,8 +21,8 @@ def test_every_model_builds_and_trains_on_both_shapes(name, channels, size):
 
 @pytest.mark.parametrize("name", models.list_models())
 def test_every_model_has_a_recipe_for_digits_and_photos(name):
-    for channels in (1, 3):
-        recipe = models.default_recipe(name, channels)
+    for kind in ("sketch", "greyscale", "photo"):
+        recipe = models.default_recipe(name, kind)
         assert recipe["epochs"] >= 1 and recipe["batch_size"] >= 1 and recipe["lr"] > 0
 
 
@@ -41,7 +41,7 @@ def test_seed_structures_match_their_specification():
 
 
 def test_the_published_cnn_recipe_is_not_the_default():
-    recipe = models.default_recipe("cnn", 1)
+    recipe = models.default_recipe("cnn", "sketch")
     assert not (recipe["optimizer"] == "adam" and recipe["lr"] >= 1e-2 and recipe["batch_size"] <= 10)
 
 

@@ -105,15 +105,15 @@ def test_stop_flag_ends_between_batches_and_keeps_last_epoch(tiny_folder, tmp_pa
 def test_bounds_are_enforced(field, value):
     cfg = T.TrainConfig(**{"dataset": "mnist", "model": "digitnet", field: value})
     with pytest.raises(ValueError):
-        T.resolve_config(cfg, 1)
+        T.resolve_config(cfg, "sketch")
 
 
 def test_defaults_come_from_the_model_recipe():
-    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cnn"), 3)
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cnn"), "photo")
     assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.momentum, cfg.tta_shift) == ("adam", 1e-3, 128, 0.9, 0)
-    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet"), 3)
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet"), "photo")
     assert (cfg.momentum, cfg.tta_shift) == (0.85, 1)
-    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet", momentum=0.5, tta_shift=0), 3)
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet", momentum=0.5, tta_shift=0), "photo")
     assert (cfg.momentum, cfg.tta_shift) == (0.5, 0)
 
 

@@ -182,7 +182,7 @@ def test_bounds_are_enforced_with_clear_messages(tmp_path, change, message):
 
 def test_defaults_are_the_fast_preset_and_the_time_cap_holds(tmp_path):
     cfg = TrainingService(runs_root=tmp_path).make_config(TrainRequest())
-    recipe = models.default_recipe("digitnet", 1)
+    recipe = models.default_recipe("digitnet", "sketch")
     assert (cfg.dataset, cfg.model) == ("mnist", "digitnet")
     assert {k: getattr(cfg, k) for k in recipe} == recipe
     capped = TrainingService(runs_root=tmp_path, max_seconds=30)

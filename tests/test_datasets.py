@@ -1,0 +1,290 @@
+"""The dataset registry: every spec, a tiny synthetic round trip of each loader, the real data on the data folder,
+the pen-digit files (UNIPEN text, .Z archives, downloads), and the input kind a checkpoint carries."""
+from __future__ import annotations
+
+import io
+import struct
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from unipen_sample import synthetic_unipen
+
+from conftest import ROOT
+from core import checkpoint as ckpt
+from core import datasets as DS
+from core import models
+from core.data import AUGMENTATIONS, INPUT_KINDS, DataError
+from core.handlers import DIGITS, PHOTOS, Studio, kind_of
+from core.inference import InputError, Predictor
+from core.unipen import UnipenError, decompress, parse
+
+SAMPLE_Z = ROOT / "tests" / "fixtures" / "unipen-sample.tra.Z"
+
+
+def _write_idx(folder, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.tobytes())
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+def _idx_root(tmp_path, folder: str, n: int = 20):
+    rng = np.random.default_rng(0)
+    for prefix in ("train", "t10k"):
+        _write_idx(tmp_path / folder / "raw", prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+                   (np.arange(n) % 10).astype(np.uint8))
+    return tmp_path
+
+
+def _pen_root(tmp_path, text: str | None = None):
+    (tmp_path / "pendigits").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "pendigits" / "pendigits-orig.tra").write_text(text or synthetic_unipen())
+    return tmp_path
+
+
+def _folder_root(tmp_path, classes=("a", "b"), n=5, size=12, mode="RGB"):
+    for c in classes:
+        (tmp_path / c).mkdir(parents=True)
+        for i in range(n):
+            Image.new(mode, (size, size), (i * 40,) * (3 if mode == "RGB" else 1)).save(tmp_path / c / f"{i}.png")
+    return tmp_path
+
+
+# -- the registry -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", DS.list_datasets())
+def test_every_spec_is_complete_and_consistent(name):
+    spec = DS.get_dataset_spec(name)
+    assert spec.name == name and spec.label and spec.source and spec.licence
+    assert spec.kind in INPUT_KINDS or (spec.kind is None and spec.folder)
+    for channels in (1, 3):
+        assert spec.kind_for(channels) in INPUT_KINDS and spec.augment_for(channels) in AUGMENTATIONS
+        assert isinstance(spec.tta_flip_for(channels), bool)
+        assert DS.FAST_MODEL[spec.kind_for(channels)] in models.list_models()
+        for model in models.list_models():
+            assert models.default_recipe(model, spec.kind_for(channels))["epochs"] >= 1
+    if spec.channels is not None:
+        assert len(spec.mean) == len(spec.std) == spec.channels and spec.size and len(spec.classes) >= 2
+    assert all(0 < s for s in spec.std)
+
+
+def test_a_taken_or_inconsistent_dataset_is_refused():
+    spec = DS.get_dataset_spec("mnist")
+    with pytest.raises(ValueError, match="registered already"):
+        DS.register(spec)
+    with pytest.raises(ValueError, match="kind must be"):
+        DS.register(DS.DatasetSpec("x-new", "X", spec.loader, "sound", 1, 28, None, (0.5,), (0.2,), "here", "none"))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        DS.get_dataset_spec("imagenet")
+    assert "x-new" not in DS.list_datasets()
+
+
+# -- tiny synthetic round trips -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_idx_datasets_round_trip(tmp_path, name, folder):
+    root = _idx_root(tmp_path, folder)
+    data = DS.load_dataset(name, "train", root=root, download=False)
+    raw = np.frombuffer((root / folder / "raw" / "train-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    assert data.images.shape == (20, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert torch.equal(data.images.flatten(), torch.from_numpy(raw.copy()))
+    assert data.labels.tolist() == [i % 10 for i in range(20)]
+    spec = DS.get_dataset_spec(name)
+    assert data.classes == list(spec.classes) and (data.kind, data.mean) == (spec.kind, spec.mean)
+
+
+def test_fashion_is_greyscale_with_its_own_augmentation_and_recipe(tmp_path):
+    data = DS.load_dataset("fashion-mnist", "test", root=_idx_root(tmp_path, "FashionMNIST"), download=False)
+    digits = DS.load_dataset("mnist", "test", root=_idx_root(tmp_path, "MNIST"), download=False)
+    assert (data.kind, data.augment, data.tta_flip) == ("greyscale", "shift-flip", True)
+    assert (digits.kind, digits.augment, digits.tta_flip) == ("sketch", "digits", False)
+    assert models.default_recipe("digitnet", "greyscale") != models.default_recipe("digitnet", "sketch")
+
+
+def test_cifar_jpeg_folder_round_trip(tmp_path):
+    for split in ("train", "test"):
+        for c in DS.CIFAR10_CLASSES:
+            (tmp_path / "cifar10-jpeg" / split / c).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "cifar10-jpeg" / split / c / "0000.jpg")
+    data = DS.load_dataset("cifar10", "test", root=tmp_path, download=False)
+    assert data.images.shape == (10, 3, 32, 32) and data.labels.tolist() == list(range(10))
+    assert (data.kind, data.augment) == ("photo", "photos")
+
+
+@pytest.mark.parametrize("channels,kind", [(1, "greyscale"), (3, "photo")])
+def test_image_folder_kind_follows_its_channels(tmp_path, channels, kind):
+    root = _folder_root(tmp_path, mode="L" if channels == 1 else "RGB")
+    data = DS.load_dataset("imagefolder", "train", root=root, image_size=16, channels=channels)
+    assert data.input_shape == (channels, 16, 16) and data.kind == kind and len(data.mean) == channels
+    assert data.tta_flip is (kind == "photo")  # a folder's classes may be mirror images of each other
+
+
+def test_pendigits_round_trip_renders_like_the_sketchpad_with_whole_writers_held_out(tmp_path):
+    root = _pen_root(tmp_path)
+    train = DS.load_dataset("pendigits", "train", root=root, download=False)
+    test = DS.load_dataset("pendigits", "test", root=root, download=False)
+    r = DS.PENDIGITS_RENDERS
+    assert len(train) + len(test) == 50 * r and len(test) == 10 * r  # 5 writers: one held out, whole
+    assert train.images.shape[1:] == (1, 28, 28) and (train.images.flatten(1).amax(1) > 64).all()  # ink in every one
+    digits = parse(synthetic_unipen())
+    labels = {w: [d["label"] for d in digits if d["writer"] == w] for w in range(1, 6)}
+    held_out = [w for w, ls in labels.items() if sorted(np.repeat(ls, r).tolist()) == sorted(test.labels.tolist())]
+    assert held_out, "the test split is one writer's digits, every rendering"
+    other = DS.load_dataset("pendigits", "test", root=root, download=False, seed=3)
+    assert len(other) == len(test)  # another seed may hold out another writer, still whole
+    again = DS.load_dataset("pendigits", "train", root=root, download=False)
+    assert torch.equal(again.images, train.images)  # rendered once, then read from the cache
+    # Random renderings differ: the same digit is drawn at other sizes and widths.
+    assert not torch.equal(train.images[0], train.images[1])
+
+
+def test_pendigits_test_file_is_used_when_present_and_handwriting_joins_mnist(tmp_path):
+    root = _idx_root(_pen_root(tmp_path), "MNIST")
+    (root / "pendigits" / "pendigits-orig.tes").write_text(synthetic_unipen(writers=2, seed=1))
+    r = DS.PENDIGITS_RENDERS
+    assert len(DS.load_dataset("pendigits", "train", root=root, download=False)) == 50 * r
+    assert len(DS.load_dataset("pendigits", "test", root=root, download=False)) == 20 * r
+    train = DS.load_dataset("handwriting", "train", root=root, download=False)
+    test = DS.load_dataset("handwriting", "test", root=root, download=False)
+    assert len(train) == 20 + 50 * r and train.kind == "sketch"
+    assert test.parts == {"mnist": (0, 20), "pendigits": (20, 20 + 20 * r)}
+    (root / "pendigits" / "pendigits-orig.tes").unlink()
+    assert DS.load_dataset("handwriting", "test", root=root, download=False).parts == {"mnist": (0, 20)}
+
+
+def test_unipen_text_errors_name_the_line():
+    with pytest.raises(UnipenError, match="line 3"):
+        parse('.SEGMENT DIGIT 0 ? "4"\n.COMMENT 4 1 0\n.PEN_UP\n')
+    with pytest.raises(UnipenError, match="not one digit"):
+        parse('.SEGMENT DIGIT 0 ? "x"\n')
+    with pytest.raises(UnipenError, match="no writer"):
+        parse('.SEGMENT DIGIT 0 ? "4"\n.PEN_DOWN\n 1 2\n.PEN_UP\n')
+    with pytest.raises(UnipenError):
+        decompress(b"\x1f\x9d\x90garbage")
+
+
+def test_compressed_unipen_files_made_by_unix_compress_are_read():
+    assert decompress(SAMPLE_Z.read_bytes()).decode() == synthetic_unipen()
+
+
+def _archive(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+class _Response(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_pendigits_download_unpacks_only_the_named_files(tmp_path, monkeypatch):
+    body = _archive({"pendigits/pendigits-orig.tra.Z": SAMPLE_Z.read_bytes(), "../../evil.tra.Z": b"x",
+                     "pendigits/readme.txt": b"hello"})
+    asked = []
+
+    def fake_urlopen(request, timeout=None):
+        asked.append((getattr(request, "get_method", lambda: "GET")(), timeout))
+        return _Response(b"" if getattr(request, "get_method", lambda: "GET")() == "HEAD" else body)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    data = DS.load_dataset("pendigits", "train", root=tmp_path)
+    assert len(data) == 40 * DS.PENDIGITS_RENDERS
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["pendigits-orig.tra"]
+    assert ("HEAD", DS.DOWNLOAD_TIMEOUT_S) in asked and all(t == DS.DOWNLOAD_TIMEOUT_S for _, t in asked)
+
+
+def test_pendigits_offline_or_with_downloads_off_names_the_folder(tmp_path, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    for download in (True, False):
+        with pytest.raises(DataError) as info:
+            DS.load_dataset("pendigits", "train", root=tmp_path, download=download)
+        assert str(tmp_path / "pendigits" / "pendigits-orig.tra") in str(info.value)
+
+
+# -- the real data --------------------------------------------------------------------------------------------------
+
+def test_real_fashion_mnist_is_exact(data_root):
+    train = DS.load_dataset("fashion-mnist", "train", root=data_root, download=False)
+    test = DS.load_dataset("fashion-mnist", "test", root=data_root, download=False)
+    assert train.images.shape == (60_000, 1, 28, 28) and len(test) == 10_000
+    assert torch.bincount(train.labels).tolist() == [6000] * 10 and torch.bincount(test.labels).tolist() == [1000] * 10
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+
+
+@pytest.mark.slow  # renders 29,976 drawings once (about a minute)
+def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_root):
+    digits = parse((data_root / "pendigits" / "pendigits-orig.tra").read_text())
+    assert len(digits) == 7494 and len({d["writer"] for d in digits}) == 30
+    train = DS.load_dataset("pendigits", "train", root=data_root, download=False)
+    test = DS.load_dataset("pendigits", "test", root=data_root, download=False)
+    assert len(train) + len(test) == 7494 * DS.PENDIGITS_RENDERS and train.images.shape[1:] == (1, 28, 28)
+    assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999  # ink present
+    # Labels right: the shipped digit model (never trained on these) reads most renderings as their label.
+    predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
+    sample = torch.arange(0, len(test), 23)
+    right = sum(int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
+                for i in sample)
+    assert right / len(sample) >= 0.9, f"{right}/{len(sample)}"
+
+
+# -- the input kind a checkpoint carries ----------------------------------------------------------------------------
+
+def _checkpoint(path, dataset: str, channels: int = 1, kind: str | None = "greyscale", classes=None):
+    classes = classes or DS.FASHION_CLASSES
+    model = models.create_model("digitnet", len(classes), channels, 28)
+    extra = {"kind": kind} if kind else {}
+    meta = ckpt.make_meta("digitnet", dataset, classes, (channels, 28, 28), (0.3,) * channels,
+                          (0.35,) * channels, **extra)
+    ckpt.save_checkpoint(path, meta, model.state_dict())
+    return path
+
+
+def test_a_fashion_model_is_refused_by_the_draw_tab_and_answers_photos(tmp_path):
+    studio = Studio(_checkpoint(tmp_path / "ck" / "fashion-mnist-digitnet.pt", "fashion-mnist").parent)
+    assert studio.default(DIGITS) is None and studio.default(PHOTOS) == "fashion-mnist-digitnet"
+    with pytest.raises(InputError, match="unknown model"):
+        studio.predict_digit(None, "fashion-mnist-digitnet")
+    shoe = np.full((90, 120, 3), 250, np.uint8)
+    shoe[40:70, 20:100] = 30  # a dark shoe on a white table
+    label, seen, status = studio.classify_image(_save(shoe, tmp_path / "shoe.png"), "fashion-mnist-digitnet")
+    assert set(label) <= set(DS.FASHION_CLASSES) and "answered by" in status
+    small = seen[::8, ::8]  # the 28x28 the model saw, enlarged 8x
+    assert small.shape == (28, 28) and small[0, 0] < 50 and small[14, 14] > 200  # made light-on-dark
+
+
+def _save(array, path):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_checkpoints_of_an_older_release_land_in_the_right_tab(tmp_path):
+    shipped = {p.stem: Predictor.load(p) for p in (ROOT / "checkpoints").glob("*.pt")}
+    assert all("kind" not in p.meta for p in shipped.values())  # written before kinds were recorded
+    assert {kind_of(p) for k, p in shipped.items() if k.startswith("mnist-")} == {DIGITS}
+    assert {kind_of(p) for k, p in shipped.items() if k.startswith("cifar10-")} == {PHOTOS}
+    old_folder = Predictor.load(_checkpoint(tmp_path / "f.pt", "imagefolder", kind=None, classes=list("ab")))
+    assert old_folder.kind == "greyscale" and kind_of(old_folder) == PHOTOS
+    new = Predictor.load(_checkpoint(tmp_path / "n.pt", "fashion-mnist"))
+    assert new.meta["kind"] == "greyscale" and kind_of(new) == PHOTOS
+
+
+def test_an_unknown_kind_in_a_checkpoint_is_refused(tmp_path):
+    path = _checkpoint(tmp_path / "x.pt", "fashion-mnist")
+    payload = torch.load(path, weights_only=True)
+    payload["kind"] = "smell"
+    torch.save(payload, path)
+    with pytest.raises(ckpt.CheckpointError, match="unknown input kind"):
+        ckpt.load_checkpoint(path)
