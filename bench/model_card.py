@@ -90,7 +90,8 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
         rows = pen_accuracy.evaluate_all(path, pen_every)
         lines += ["", "## Real pen digits (1,749 digits by 7 writers, never trained on)", "",
                   "Rendered as the sketchpad renders strokes, then the app's sketch preprocessing "
-                  "(`python -m bench.pen_accuracy`):", "", pen_accuracy.table(rows)]
+                  "(`python -m bench.pen_accuracy`):", "", pen_accuracy.table(rows), "",
+                  "Per writer:", "", pen_accuracy.writer_table(rows)]
     lines += ["", f"Measured with `python -m bench.model_card {path}` on {platform.machine()} "
                   f"({os.cpu_count()} cores), torch {torch.__version__}."]
     out = path.with_suffix(".md")

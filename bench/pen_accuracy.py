@@ -1,6 +1,6 @@
 """Accuracy on real pen digits drawn the way the sketchpad draws them, and per-prediction CPU latency.
 
-    python -m bench.pen_accuracy [--checkpoint checkpoints/mnist-digitnet.pt] [--every 1]
+    python -m bench.pen_accuracy [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 1]
 
 Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush, thin (8 px) or
 thick (24 px), either as recorded (small, off-centre) or big and centred, then goes through the app's sketch
@@ -28,29 +28,49 @@ SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (s
             ("big, centred", "big", 8), ("big, centred", "big", 24)]
 
 
-def accuracy(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[float, list[float]]:
-    """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as wrong."""
-    correct, latencies = 0, []
+def predictions(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[list, list[float]]:
+    """(predicted label or None per digit, per-sketch latencies in ms); None when preprocessing found no ink."""
+    preds, latencies = [], []
     for d in digits:
         canvas = render(layout_strokes(d["strokes"], CANVAS, layout), CANVAS, brush)
         t0 = time.perf_counter()
         x = sketch_to_digit({"composite": canvas})
-        pred = None if x is None else int(np.argmax(predictor.probabilities(x)))
+        preds.append(None if x is None else int(np.argmax(predictor.probabilities(x))))
         latencies.append((time.perf_counter() - t0) * 1000)
-        correct += pred == d["label"]
-    return correct / len(digits), latencies
+    return preds, latencies
+
+
+def accuracy(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[float, list[float]]:
+    """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as wrong."""
+    preds, latencies = predictions(predictor, digits, layout, brush)
+    return sum(p == d["label"] for p, d in zip(preds, digits)) / len(digits), latencies
 
 
 def evaluate_all(checkpoint: str | Path, every: int = 1) -> list[dict]:
+    """One row per setting: accuracy, latency, and accuracy per writer (`writers`: writer -> accuracy)."""
     torch.set_num_threads(1)  # a web worker answers one sketch at a time
     predictor = Predictor.load(checkpoint)
     digits = pendigits.load()[::every]
     rows = []
     for label, layout, brush in SETTINGS:
-        acc, lat = accuracy(predictor, digits, layout, brush)
-        rows.append({"setting": label, "brush": brush, "n": len(digits), "acc": acc,
-                     "p50_ms": statistics.median(lat), "p95_ms": float(np.percentile(lat, 95))})
+        preds, lat = predictions(predictor, digits, layout, brush)
+        right = [p == d["label"] for p, d in zip(preds, digits)]
+        writers = sorted({d["writer"] for d in digits})
+        per_writer = {w: float(np.mean([r for r, d in zip(right, digits) if d["writer"] == w])) for w in writers}
+        rows.append({"setting": label, "brush": brush, "n": len(digits), "acc": sum(right) / len(digits),
+                     "p50_ms": statistics.median(lat), "p95_ms": float(np.percentile(lat, 95)),
+                     "writers": per_writer, "writer_n": {w: sum(d["writer"] == w for d in digits) for w in writers}})
     return rows
+
+
+def writer_table(rows: list[dict]) -> str:
+    """Accuracy per writer, the mean over the settings."""
+    writers = list(rows[0]["writers"])
+    lines = ["| writer | digits | accuracy (mean of settings) |", "|---|---:|---:|"]
+    for w in writers:
+        acc = sum(r["writers"][w] for r in rows) / len(rows)
+        lines.append(f"| {w} | {rows[0]['writer_n'][w]} | {acc:.4f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -64,10 +84,13 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="checkpoints/mnist-digitnet.pt")
+    p.add_argument("--checkpoint", default="checkpoints/handwriting-digitnet.pt")
     p.add_argument("--every", type=int, default=1, help="use every n-th digit (1: all 1,749)")
     args = p.parse_args(argv)
-    print(table(evaluate_all(args.checkpoint, args.every)))
+    rows = evaluate_all(args.checkpoint, args.every)
+    print(table(rows))
+    print()
+    print(writer_table(rows))
     return 0
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 DIGITS, PHOTOS = "digits", "photos"
 # Default model per tab: the first of these that is shipped, else the first shipped model of that kind.
-PREFERRED = {DIGITS: ("mnist-digitnet",), PHOTOS: ("cifar10-cifarnet", "cifar10-lenet")}
+PREFERRED = {DIGITS: ("handwriting-digitnet", "mnist-digitnet"), PHOTOS: ("cifar10-cifarnet", "cifar10-lenet")}
 TOP_K = {DIGITS: 3, PHOTOS: 5}
 # The model's input is tiny; shown at this many screen pixels per input pixel so the user can see what it saw.
 SEEN_SIZE = 224

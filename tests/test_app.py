@@ -32,7 +32,7 @@ def pen():
 def test_every_shipped_checkpoint_loads_and_both_tabs_have_a_model(studio):
     shipped = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.pt"))
     assert sorted(studio.models) == shipped
-    assert studio.default(DIGITS) == "mnist-digitnet"
+    assert studio.default(DIGITS) == "handwriting-digitnet"
     assert studio.default(PHOTOS) is not None
     for kind in (DIGITS, PHOTOS):
         for label, key in studio.choices(kind):

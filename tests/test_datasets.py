@@ -272,8 +272,10 @@ def _save(array, path):
 
 def test_checkpoints_of_an_older_release_land_in_the_right_tab(tmp_path):
     shipped = {p.stem: Predictor.load(p) for p in (ROOT / "checkpoints").glob("*.pt")}
-    assert all("kind" not in p.meta for p in shipped.values())  # written before kinds were recorded
-    assert {kind_of(p) for k, p in shipped.items() if k.startswith("mnist-")} == {DIGITS}
+    old = {k: p for k, p in shipped.items() if k.startswith(("mnist-", "cifar10-"))}
+    assert old and all("kind" not in p.meta for p in old.values())  # written before kinds were recorded
+    assert shipped["handwriting-digitnet"].meta["kind"] == "sketch"
+    assert {kind_of(p) for k, p in shipped.items() if k.startswith(("mnist-", "handwriting-"))} == {DIGITS}
     assert {kind_of(p) for k, p in shipped.items() if k.startswith("cifar10-")} == {PHOTOS}
     old_folder = Predictor.load(_checkpoint(tmp_path / "f.pt", "imagefolder", kind=None, classes=list("ab")))
     assert old_folder.kind == "greyscale" and kind_of(old_folder) == PHOTOS
