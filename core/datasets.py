@@ -78,15 +78,18 @@ class DatasetSpec:
 
     def kind_for(self, channels: int | None = None) -> str:
         """The input kind of this dataset's images (for an image folder, of `channels`-channel images)."""
-        if self.kind is not None:
-            return self.kind
-        return "greyscale" if (channels or self.channels) == 1 else "photo"
+        return self.kind or _kind_by_channels(channels or self.channels)
 
     def augment_for(self, channels: int | None = None) -> str:
         return self.augment or AUGMENT[self.kind_for(channels)]
 
     def tta_flip_for(self, channels: int | None = None) -> bool:
         return TTA_FLIP[self.kind_for(channels)] if self.tta_flip is None else self.tta_flip
+
+
+def _kind_by_channels(channels: int | None) -> str:
+    """The kind of images nothing else is known about (a folder's): greyscale for one channel, else photo."""
+    return "greyscale" if channels == 1 else "photo"
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -134,13 +137,13 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
 
 
 def checkpoint_kind(meta: dict) -> str:
-    """The input kind of a checkpoint's model: recorded since the registry exists, else its dataset's; files of
-    older releases trained on an image folder are greyscale or photo models by their channels."""
+    """The input kind of a checkpoint's model: recorded since the registry exists, else its dataset's (files of
+    older releases); a dataset this release does not know is judged by its channels, as a folder is."""
     if meta.get("kind") in INPUT_KINDS:
         return meta["kind"]
     spec = _REGISTRY.get(meta.get("dataset"))
-    return spec.kind_for(meta["input_shape"][0]) if spec is not None else \
-        get_dataset_spec("imagefolder").kind_for(meta["input_shape"][0])
+    channels = meta["input_shape"][0]
+    return spec.kind_for(channels) if spec is not None else _kind_by_channels(channels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,9 +341,9 @@ def _rendered_pen_file(path: Path, renders: int) -> dict:
         # About 2 ms a drawing on one core (threads gain nothing; processes would re-import the app): a minute for
         # the 30 writers' file, once.
         images = _render_digits([d["strokes"] for d in digits], renders, seed=0)
-        repeat = lambda values: torch.tensor(values).repeat_interleave(renders)  # noqa: E731
-        return {"images": torch.from_numpy(images).unsqueeze(1), "labels": repeat([d["label"] for d in digits]),
-                "writers": repeat([d["writer"] for d in digits])}
+        per_digit = torch.tensor([[d["label"], d["writer"]] for d in digits]).repeat_interleave(renders, dim=0)
+        return {"images": torch.from_numpy(images).unsqueeze(1), "labels": per_digit[:, 0],
+                "writers": per_digit[:, 1]}
     stat = path.stat()
     return cached(f"pendigits:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{renders}", build)
 

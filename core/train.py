@@ -341,7 +341,9 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
         if run.test_set is not None:
             t = _event_metrics(run, run.test_set, last)
             report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
-                          confusion=t["confusion"], samples=t["samples"], **_parts(t))
+                          confusion=t["confusion"], samples=t["samples"])
+            if t["parts"]:  # a test set of several sources, each scored apart
+                report["test_parts"] = t["parts"]
     run.history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
     if last:
         # Calibrate on held-out data when there is some, else on (unaugmented) training images.
@@ -360,10 +362,6 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
         report["checkpoint"] = str(cfg.out)
         run.latest = (str(cfg.out), not last)
     return report
-
-
-def _parts(metrics: dict) -> dict:
-    return {"test_parts": metrics["parts"]} if metrics.get("parts") else {}
 
 
 def start_event(run: Run) -> dict:
