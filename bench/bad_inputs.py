@@ -8,8 +8,10 @@ sent with gradio_client to an app started as `python app.py` in a subprocess (be
 answer is judged: a prediction, the empty-input prompt, a clear error (the refusal says what is wrong: it matches
 the category's message) or unclear (any other error, a timeout, a traceback). After the corpus the app must still
 answer a real prediction. Then bad training requests go to /train (out of range, unknown names, a folder outside
---allow-folders) and bad checkpoint files to the page's upload event (code in a pickle, truncated, another
-architecture): each must be refused with its message, run nothing and write nothing.
+--allow-folders), bad checkpoint files to the page's upload event (code in a pickle, truncated, another
+architecture) and bad archives of your own classes to /train_own (not a zip, a zip bomb, unsafe paths, links,
+nested archives, too many classes, bad names, no usable images): each must be refused with its message, run
+nothing and write nothing.
 """
 from __future__ import annotations
 
@@ -365,6 +367,79 @@ def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
     return {name: (files[name], refusal) for name, refusal in BAD_CHECKPOINTS.items()}
 
 
+# Bad archives sent to /train_own (bad_archives builds the files) and the refusal each must get
+BAD_ARCHIVES = {"not a zip": "not a .zip archive", "zip bomb": "times its packed size",
+                "path with ..": "unsafe path", "absolute path": "unsafe path", "symbolic link": "symbolic link",
+                "nested zip": "another archive", "no class folders": "not in class folders",
+                "one class only": "at least 2 classes", "a class without images": "at least 2 classes",
+                "10,000 classes": "entries; at most", "name of 1,000 characters": "class name",
+                "1x1 images only": "at least 2 classes"}
+
+
+def zip_of(path: Path, entries: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    """A .zip of `entries` (name -> bytes, deflated); the names in `links` are stored as symbolic links."""
+    import stat
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if name in links:
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, data)
+    return path
+
+
+def bad_archives(workdir: Path) -> dict[str, tuple[Path, str]]:
+    """Archives a visitor might send for their own classes: name -> (file, regex of the refusal it must get)."""
+    import io
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(drawn(0, 64)).save(buf, format="PNG")
+    png = buf.getvalue()
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    entries = {"zip bomb": {"a/x.png": bytes(64 << 20)}, "path with ..": {"../../evil/x.png": png},
+               "absolute path": {"/tmp/evil/x.png": png}, "symbolic link": {"a/x.png": b"/etc/passwd"},
+               "nested zip": {"a/inner.zip": b"PK\x05\x06" + bytes(18)}, "no class folders": {"x.png": png},
+               "one class only": {"a/x.png": png, "a/y.png": png},
+               "a class without images": {"a/x.png": png, "b/notes.txt": b"hello"},
+               "10,000 classes": {f"c{i}/x.png": b"" for i in range(10_000)},
+               "name of 1,000 characters": {"n" * 1000 + "/x.png": png, "b/x.png": png},
+               "1x1 images only": {"a/x.png": tiny.getvalue(), "b/x.png": tiny.getvalue()}}
+    files = {"not a zip": workdir / "not-a-zip.zip"}
+    files["not a zip"].write_bytes(b"PK\x03\x04 but not a zip")
+    for name, members in entries.items():
+        links = tuple(members) if name == "symbolic link" else ()
+        files[name] = zip_of(workdir / f"{re.sub(r'[^a-z0-9]+', '-', name)}.zip", members, links)
+    return {name: (files[name], refusal) for name, refusal in BAD_ARCHIVES.items()}
+
+
+def archive_refusals(url: str, workdir: Path) -> list[dict]:
+    """Each bad archive sent to /train_own (photo kind, transfer); rows as training_refusals' and a last row that
+    checks nothing was written outside the visitors' folders (the archives' own paths) and none is left behind."""
+    from gradio_client import handle_file
+
+    client = api_client(url)
+    rows = []
+    for name, (path, refusal) in bad_archives(workdir / "archives").items():
+        try:
+            accepted = client.predict(handle_file(str(path)), "photo", "transfer", api_name="/train_own")
+            answer, clear = f"accepted: {accepted!r:.200}", False
+        except Exception as exc:  # judged below: only a refusal with the expected message is clear
+            answer = str(exc)
+            clear = "Traceback" not in answer and bool(re.search(refusal, answer, re.I))
+        rows.append({"request": f"/train_own: {name}", "answer": answer.splitlines()[0][:160] if answer else "",
+                     "clear refusal": clear})
+    escaped = [str(p) for p in (workdir / "evil", Path("/tmp/evil")) if p.exists()]
+    left = sorted(str(p) for p in (workdir / "runs" / "classes").rglob("*.png"))
+    rows.append({"request": "(after all) files written outside, or left behind", "answer": str(escaped + left),
+                 "clear refusal": not escaped and not left})
+    return rows
+
+
 def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: dict[int, Path] | None = None,
                timeout: float = TIMEOUT_S) -> tuple[bool, Any]:
     """Run a page event the way the browser does (HTTP upload + queue), also one hidden from gradio_client.
@@ -433,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             rows, unclear = run_corpus(client, proc, cases)
             seconds = time.perf_counter() - t0
             alive = proc.poll() is None and healthy(client, workdir)
-            refusals = training_refusals(url, workdir) if alive else []
+            refusals = training_refusals(url, workdir) + archive_refusals(url, workdir) if alive else []
             leftovers = run_files(workdir)
         untouched = checkpoint_hashes() == before
 
@@ -446,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\napp serving afterwards (a drawn 1 read as 1): {alive}")
     for line in unclear:
         print("  unclear:", line)
-    print("\nBad training requests (/train) and checkpoint uploads (the page's upload event)\n")
+    print("\nBad training requests (/train), checkpoint uploads (the page's upload event), archives (/train_own)\n")
     print_table(["request", "answer", "clear refusal"], [[r["request"], r["answer"].replace("|", "/"),
                                                           r["clear refusal"]] for r in refusals])
     print(f"\nrun files written by refused requests: {len(leftovers)}; shipped checkpoints unchanged "

@@ -27,10 +27,10 @@ from core.strokes import CANVAS, layout_strokes  # noqa: E402
 POLL_MS = 150  # how often a label is read while waiting for it to settle
 
 
-def canvas_geometry(page) -> tuple[float, float, float]:
-    """(centre x, centre y, screen pixels per image pixel) of the drawing area inside the sketchpad."""
-    box = page.locator("#sketch canvas").first.bounding_box()
-    zoom_text = page.locator("#sketch").get_by_text(re.compile(r"^\d+%$")).first.inner_text()
+def canvas_geometry(page, pad: str = "#sketch") -> tuple[float, float, float]:
+    """(centre x, centre y, screen pixels per image pixel) of the drawing area inside the sketchpad `pad`."""
+    box = page.locator(f"{pad} canvas").first.bounding_box()
+    zoom_text = page.locator(pad).get_by_text(re.compile(r"^\d+%$")).first.inner_text()
     zoom = int(zoom_text.rstrip("%")) / 100
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, zoom
 

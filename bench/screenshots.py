@@ -1,11 +1,13 @@
-"""The README's screenshots of the three tabs, taken in headless Chromium on the real app.
+"""The README's screenshots of the four tabs, taken in headless Chromium on the real app.
 
     python -m bench.screenshots [--out docs] [--data-root DIR]
 
 Draw a digit: a recorded pen digit replayed on the canvas (bench.browser_pen's pointer replay) and its answer.
 Classify a photo: the example cat uploaded. Train: the fast preset (digitnet, one epoch of MNIST) run to the end,
-its curves, samples, per-class bars and confusion matrix on the page. The app runs as `python app.py` in a
-subprocess, as a visitor's server would; the training needs MNIST in the data folder (TINYVISION_DATA).
+its curves, samples, per-class bars and confusion matrix on the page. Your classes: a circle and a cross class
+drawn three times each with the mouse, trained, and a cross asked (bench.browser_own). The app runs as
+`python app.py` in a subprocess, as a visitor's server would; the training needs MNIST in the data folder
+(TINYVISION_DATA).
 """
 from __future__ import annotations
 
@@ -56,9 +58,26 @@ def train_tab(page, out: Path) -> str:
     return re.search(r"test_acc \S+", log.input_value()).group(0)
 
 
+def own_tab(page, out: Path) -> str:
+    from bench.browser_own import SHAPES, ask, teach, train
+
+    network = Network(page)
+    teach(page, network)
+    train(page)
+    label = ask(page, network, SHAPES["cross"], clear=False)
+    page.wait_for_timeout(1000)
+    # Down to the try-it column's last button: the metrics table and log below it say nothing new.
+    bottom = page.evaluate("() => document.querySelector('#own-use').getBoundingClientRect().bottom + window.scrollY")
+    width = page.viewport_size["width"]
+    page.screenshot(path=str(out / "own-tab.png"), full_page=True,
+                    clip={"x": 0, "y": 0, "width": width, "height": bottom + 16})
+    return label
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(ROOT / "docs"), help="folder for draw-tab.png, photo-tab.png, train-tab.png")
+    p.add_argument("--out", default=str(ROOT / "docs"),
+                   help="folder for draw-tab.png, photo-tab.png, train-tab.png, own-tab.png")
     p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA)")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -72,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print("draw:", draw_tab(page, out))
         print("photo:", photo_tab(page, out))
         print("train:", train_tab(page, out))
+        print("your classes:", own_tab(page, out))
     print(f"screenshots in {out}")
     return 0
 

@@ -8,7 +8,9 @@ loader function, which returns {"images": N,C,H,W uint8, "labels": N int64, "cla
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import urllib.error
 import urllib.request
@@ -23,7 +25,8 @@ import torch
 from .data import AUGMENTATIONS, INPUT_KINDS, DataError, ImageData, cached, default_data_root
 
 __all__ = ["DatasetSpec", "LoadArgs", "register", "list_datasets", "get_dataset_spec", "load_dataset",
-           "checkpoint_kind", "FAST_MODEL", "CIFAR10_CLASSES", "FASHION_CLASSES", "PENDIGITS_RENDERS"]
+           "checkpoint_kind", "folder_kind", "FAST_MODEL", "FOLDER_INPUT", "FOLDER_RECORD", "CIFAR10_CLASSES",
+           "FASHION_CLASSES", "PENDIGITS_RENDERS", "FOLDER_TEST_SHARE", "IMAGE_EXTENSIONS"]
 
 DOWNLOAD_TIMEOUT_S = 20
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -44,6 +47,12 @@ PENDIGITS_URL = "https://archive.ics.uci.edu/static/public/81/pen+based+recognit
 PENDIGITS_FILES = {"train": "pendigits-orig.tra", "test": "pendigits-orig.tes"}
 PENDIGITS_RENDERS = 4  # random renderings of each pen digit, made once and cached
 PENDIGITS_TEST_SHARE = 0.2  # without the test file: this share of whole writers held out (6 of 30), by the seed
+# Image folders: the input (channels, size) a kind is read as unless asked otherwise, the share of each class held
+# out for testing when the folder has no train/ and test/, and the file by which a folder records its kind.
+FOLDER_INPUT = {"sketch": (1, 28), "greyscale": (1, 28), "photo": (3, 32)}
+FOLDER_TEST_SHARE = 0.2
+FOLDER_RECORD = "tinyvision.json"
+FOLDER_CACHE_MIN = 2000
 MAX_ARCHIVE_BYTES = 64 << 20  # a downloaded archive larger than this, or a member larger once unpacked, is refused
 
 
@@ -53,9 +62,10 @@ class LoadArgs:
     root: Path
     train: bool
     download: bool
-    image_size: int
-    channels: int
+    image_size: int | None  # folder datasets: None for the kind's default (FOLDER_INPUT)
+    channels: int | None
     seed: int
+    kind: str | None = None  # folder datasets: None for the folder's record (FOLDER_RECORD), else by channels
 
 
 @dataclass(frozen=True)
@@ -80,11 +90,11 @@ class DatasetSpec:
         """The input kind of this dataset's images (for an image folder, of `channels`-channel images)."""
         return self.kind or _kind_by_channels(channels or self.channels)
 
-    def augment_for(self, channels: int | None = None) -> str:
-        return self.augment or AUGMENT[self.kind_for(channels)]
+    def augment_for(self, channels: int | None = None, kind: str | None = None) -> str:
+        return self.augment or AUGMENT[kind or self.kind_for(channels)]
 
-    def tta_flip_for(self, channels: int | None = None) -> bool:
-        return TTA_FLIP[self.kind_for(channels)] if self.tta_flip is None else self.tta_flip
+    def tta_flip_for(self, channels: int | None = None, kind: str | None = None) -> bool:
+        return TTA_FLIP[kind or self.kind_for(channels)] if self.tta_flip is None else self.tta_flip
 
 
 def _kind_by_channels(channels: int | None) -> str:
@@ -118,22 +128,27 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None, download: bool = True,
-                 image_size: int = 32, channels: int = 3, seed: int = 0) -> ImageData:
+                 image_size: int | None = None, channels: int | None = None, seed: int = 0,
+                 kind: str | None = None) -> ImageData:
     """Load `split` ("train" or "test") of a registered dataset as uint8 tensors.
 
     `root` defaults to `TINYVISION_DATA` (or ./data). Downloadable datasets are fetched there when missing;
     offline, a missing dataset raises `DataError` naming the folder expected. For a folder dataset, root is the
-    folder itself; `image_size` and `channels` apply to folder datasets only.
+    folder itself, and `kind`, `image_size` and `channels` say how to read its images (None: the defaults of
+    FOLDER_INPUT; the other datasets ignore them).
     """
     spec = get_dataset_spec(name)
     if split not in ("train", "test"):
         raise ValueError("split must be 'train' or 'test'")
+    if kind is not None and kind not in INPUT_KINDS:
+        raise ValueError(f"unknown input kind {kind!r}; choose one of: {', '.join(INPUT_KINDS)}")
     root = Path(root).expanduser() if root is not None else default_data_root()
-    data = spec.loader(LoadArgs(root, split == "train", download, image_size, channels, seed))
+    data = spec.loader(LoadArgs(root, split == "train", download, image_size, channels, seed, kind))
     c = data["images"].shape[1]
     mean, std = (spec.mean, spec.std) if spec.channels else ((spec.mean[0],) * c, (spec.std[0],) * c)
-    return ImageData(data["images"], data["labels"], list(data["classes"]), mean, std, name, spec.kind_for(c),
-                     spec.augment_for(c), spec.tta_flip_for(c), data.get("parts", {}))
+    kind = data.get("kind") or spec.kind_for(c)
+    return ImageData(data["images"], data["labels"], list(data["classes"]), mean, std, name, kind,
+                     spec.augment_for(c, kind), spec.tta_flip_for(c, kind), data.get("parts", {}))
 
 
 def checkpoint_kind(meta: dict) -> str:
@@ -237,6 +252,68 @@ def _load_folder_split(folder: Path, size: int | None, channels: int) -> dict:
     return {"images": _read_image_files(files, size, channels), "labels": torch.tensor(labels), "classes": classes}
 
 
+def _prepared_image(path: Path, kind: str, size: int) -> np.ndarray:
+    """One file of a folder, prepared exactly as the app prepares what a user gives a model of this kind: a
+    drawing's ink found, fitted and centred (28x28, then `size`), a picture centre-cropped and resized."""
+    from .inference import InputError, picture_to_input, sketch_to_digit
+
+    try:
+        if kind != "sketch":
+            return picture_to_input(path, kind, size)
+        digit = sketch_to_digit(path)
+    except InputError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    if digit is None:
+        raise DataError(f"{path}: nothing is drawn in this sketch (no dark strokes on a light ground)")
+    t = torch.from_numpy(digit)[None, None]
+    if size != t.shape[-1]:
+        t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
+    return np.clip(t[0, 0].numpy() * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _read_folder(folder: Path, kind: str, size: int) -> dict:
+    files, labels, classes = _scan_folder(folder)
+    if len(classes) < 2 or not files:
+        raise DataError(f"{folder} must hold one sub-folder per class (at least two) with image files in them")
+    images = np.stack([_prepared_image(f, kind, size) for f in files])
+    t = torch.from_numpy(images)
+    return {"images": t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous(),
+            "labels": torch.tensor(labels), "classes": classes}
+
+
+def _folder_images(folder: Path, kind: str, size: int) -> dict:
+    """A folder's images, prepared; a large folder's are cached under a key that changes when a file does (a few
+    hundred images read in about a second: those are not worth a cache entry)."""
+    files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    if len(files) < FOLDER_CACHE_MIN:
+        return _read_folder(folder, kind, size)
+    h = hashlib.sha1(str(folder.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return cached(f"folder:{h.hexdigest()}:{kind}:{size}", lambda: _read_folder(folder, kind, size))
+
+
+def folder_kind(folder: Path) -> str | None:
+    """The input kind a folder records for itself (FOLDER_RECORD, written with the app's own classes), if any."""
+    try:
+        kind = json.loads((Path(folder) / FOLDER_RECORD).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if kind in INPUT_KINDS else None
+
+
+def _stratified_split(labels: torch.Tensor, share: float, seed: int) -> torch.Tensor:
+    """Whether each image is held out for testing: `share` of each class (rounded down, so a class of fewer than
+    1/share images keeps all of them for training), chosen by the seed."""
+    g = torch.Generator().manual_seed(seed)
+    test = torch.zeros(len(labels), dtype=torch.bool)
+    for c in torch.unique(labels):
+        index = torch.nonzero(labels == c).flatten()
+        test[index[torch.randperm(len(index), generator=g)[:int(len(index) * share)]]] = True
+    return test
+
+
 def _load_cifar10(a: LoadArgs) -> dict:
     jpeg = a.root / "cifar10-jpeg" / ("train" if a.train else "test")
     if not (a.root / "cifar-10-batches-py").exists() and jpeg.is_dir():
@@ -260,17 +337,21 @@ def _load_cifar10(a: LoadArgs) -> dict:
 def _load_imagefolder(a: LoadArgs) -> dict:
     if not a.root.is_dir():
         raise DataError(f"image folder {a.root} does not exist")
-    split_dir = a.root / ("train" if a.train else "test")
+    kind = a.kind or folder_kind(a.root)
+    channels = a.channels or (1 if kind in ("sketch", "greyscale") else 3)
+    kind = kind or _kind_by_channels(channels)
+    if channels != FOLDER_INPUT[kind][0]:
+        raise DataError(f"{kind} images have {FOLDER_INPUT[kind][0]} channel(s), not {channels}: pass --channels "
+                        f"{FOLDER_INPUT[kind][0]}" + (", or --kind greyscale" if kind == "photo" else ""))
+    size = a.image_size or FOLDER_INPUT[kind][1]
     if (a.root / "train").is_dir() and (a.root / "test").is_dir():
-        return cached(f"folder:{split_dir.resolve()}:{a.image_size}:{a.channels}",
-                      lambda: _load_folder_split(split_dir, a.image_size, a.channels))
-    # One folder of classes: a seeded 80/20 train/test split.
-    data = cached(f"folder:{a.root.resolve()}:{a.image_size}:{a.channels}",
-                  lambda: _load_folder_split(a.root, a.image_size, a.channels))
-    perm = torch.randperm(len(data["labels"]), generator=torch.Generator().manual_seed(a.seed))
-    n_test = max(1, len(perm) // 5)
-    index = perm[n_test:] if a.train else perm[:n_test]
-    return {"images": data["images"][index], "labels": data["labels"][index], "classes": data["classes"]}
+        split_dir = a.root / ("train" if a.train else "test")
+        return {**_folder_images(split_dir, kind, size), "kind": kind}
+    # One folder of classes: a seeded, per-class 80/20 train/test split.
+    data = _folder_images(a.root, kind, size)
+    test = _stratified_split(data["labels"], FOLDER_TEST_SHARE, a.seed)
+    keep = ~test if a.train else test
+    return {"images": data["images"][keep], "labels": data["labels"][keep], "classes": data["classes"], "kind": kind}
 
 
 # -- pen digits --------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -119,11 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         cfg = payload.get("config", {})
         folder = datasets.get_dataset_spec(payload["dataset"]).folder
         root = (args.data_root or cfg.get("data_root")) if folder else args.data_root
-        test = datasets.load_dataset(payload["dataset"], "test", root, args.download, size, c, cfg.get("seed", 0))
+        def load(split: str) -> D.ImageData:  # normalised as the model was trained (a transferred one: its source's)
+            data = datasets.load_dataset(payload["dataset"], split, root, args.download, size, c, cfg.get("seed", 0),
+                                         datasets.checkpoint_kind(payload))
+            return replace(data, mean=tuple(payload["mean"]), std=tuple(payload["std"]))
+
+        test = load("test")
         if test.classes != payload["classes"]:
             raise D.DataError(f"the test set's classes {test.classes} differ from the checkpoint's")
         if args.calibrate:
-            train = datasets.load_dataset(payload["dataset"], "train", root, args.download, size, c, cfg.get("seed", 0))
+            train = load("train")
             subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
             payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))
         result = evaluate_model(model, test, **tta_options(payload))

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
-from .datasets import checkpoint_kind
+from .datasets import checkpoint_kind, get_dataset_spec, list_datasets
 from .evaluate import predict_logits, tta_options
 
 __all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "greyscale_to_input",
            "picture_to_input", "Predictor", "top_k",
-           "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES"]
+           "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES", "open_image"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
 MAX_FILE_BYTES = 30 * 1024 * 1024
@@ -52,7 +52,7 @@ def _as_array(value: Any) -> np.ndarray:
     if isinstance(value, Image.Image):
         return np.asarray(value)
     if isinstance(value, (str, Path)):
-        return np.asarray(_open_image(value))
+        return np.asarray(open_image(value))
     raise InputError("the sketch must be an image")
 
 
@@ -172,7 +172,7 @@ def sketch_to_digit(sketch: Any) -> np.ndarray | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Photos
 
-def _open_image(source: Any) -> Image.Image:
+def open_image(source: Any) -> Image.Image:
     """Open a path, bytes or file object with Pillow's limits; errors become InputError."""
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -216,7 +216,7 @@ def decoding_error(exc: BaseException | None, detail: bool = True) -> str | None
 def load_photo(source: Any) -> Image.Image:
     """Any readable image -> upright RGB, transparency flattened onto white."""
     im = source if isinstance(source, Image.Image) else (
-        Image.fromarray(source) if isinstance(source, np.ndarray) else _open_image(source))
+        Image.fromarray(source) if isinstance(source, np.ndarray) else open_image(source))
     if im.width < 1 or im.height < 1:
         raise InputError("the image is empty")
     try:
@@ -312,8 +312,12 @@ class Predictor:
     def name(self) -> str:
         acc = self.meta.get("metrics", {}).get("test_acc")
         members = self.meta.get("members", 1)
+        source = self.meta["dataset"]
+        if source in list_datasets() and get_dataset_spec(source).folder:  # the classes say more than "a folder"
+            classes = self.classes
+            source = ", ".join(classes[:3]) + (f" +{len(classes) - 3}" if len(classes) > 3 else "")
         return (f"{self.meta['model']}{f' ×{members}' if members > 1 else ''} "
-                f"({self.meta['dataset']}{f', test {acc:.2%}' if acc else ''})")
+                f"({source}{f', test {acc:.2%}' if acc else ''})")
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import data as D
-from . import datasets, models
+from . import datasets, models, transfer
 from .evaluate import evaluate_model, fit_temperature, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
@@ -67,13 +67,20 @@ class TrainConfig:
     device: str | None = None
     data_root: str | None = None
     download: bool = True
-    image_size: int = 32  # imagefolder only
-    channels: int = 3  # imagefolder only
+    # Image folders only: the input kind (None: by channels, or the folder's own record), the image size and the
+    # channel count (None: the --init-from checkpoint's input, else 1x28x28 for sketches, 3x32x32 for photos).
+    kind: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
     pretrained: bool = False  # models whose spec takes it (alexnet): start from published weights
     out: str | None = None
     resume: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     tta_shift: int | None = None  # test-time views shifted by this many pixels (photos; 0 = flip only)
+    # Transfer: start from this checkpoint's weights (same architecture, any classes) with a new output layer,
+    # trained with the model's fine-tuning recipe; with freeze_backbone only the new output layer learns.
+    init_from: str | None = None
+    freeze_backbone: bool = False
 
 
 def _check_range(name: str, value) -> None:
@@ -87,14 +94,15 @@ def resolve_config(cfg: TrainConfig, kind: str) -> TrainConfig:
     returns a new config."""
     models.get_spec(cfg.model)
     datasets.get_dataset_spec(cfg.dataset)
-    recipe = models.default_recipe(cfg.model, kind)
+    recipe = models.transfer_recipe(cfg.model, kind) if cfg.init_from else models.default_recipe(cfg.model, kind)
     values = asdict(cfg)
     for key, value in recipe.items():
         if values.get(key) is None:
             values[key] = value
     out = TrainConfig(**values)
     for name in LIMITS:
-        _check_range(name, getattr(out, name))
+        if name != "image_size" or out.image_size is not None:
+            _check_range(name, getattr(out, name))
     if int(out.epochs) != out.epochs or int(out.batch_size) != out.batch_size:
         raise ValueError("epochs and batch_size must be whole numbers")
     out.epochs, out.batch_size, out.max_steps = int(out.epochs), int(out.batch_size), int(out.max_steps)
@@ -104,6 +112,8 @@ def resolve_config(cfg: TrainConfig, kind: str) -> TrainConfig:
         raise ValueError(f"unknown optimizer {out.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
     if out.schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {out.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    if out.kind is not None and out.kind not in D.INPUT_KINDS:
+        raise ValueError(f"unknown input kind {out.kind!r}; choose one of: {', '.join(D.INPUT_KINDS)}")
     return out
 
 
@@ -194,15 +204,33 @@ class EpochResult:
 def build_run(cfg: TrainConfig) -> Run:
     """Load the data, resolve the config against the model's recipe for its kind, build model and optimizer."""
     device = pick_device(cfg.device)
-    train_full = datasets.load_dataset(cfg.dataset, "train", cfg.data_root, cfg.download, cfg.image_size,
-                                       cfg.channels, cfg.seed)
+    source = transfer.load_source(cfg.init_from) if cfg.init_from else None
+    if cfg.freeze_backbone and source is None:
+        raise ValueError("freeze_backbone needs a checkpoint to start from (init_from / --init-from)")
+    if source is not None:
+        source.check_model(cfg.model, cfg.model_kwargs)
+        c, size, _ = source.input_shape
+        # An image folder is read at the checkpoint's input unless asked otherwise (a kind fixes the channels).
+        cfg = replace(cfg, model_kwargs=source.model_kwargs, image_size=cfg.image_size or size,
+                      channels=cfg.channels or (None if cfg.kind else c))
+
+    def load(split: str) -> D.ImageData:
+        data = datasets.load_dataset(cfg.dataset, split, cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
+                                     cfg.seed, cfg.kind)
+        if source is None:
+            return data
+        source.check_input(data.input_shape)
+        return replace(data, mean=source.mean, std=source.std)  # the features were learnt on these statistics
+
+    train_full = load("train")
     cfg = resolve_config(cfg, train_full.kind)
     train_set, val_set = D.split_train_val(train_full, cfg.val_split, cfg.seed)
     if 0 < cfg.max_train_images < len(train_set):
         keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 1))
         train_set = train_set.subset(keep[:cfg.max_train_images])
-    test_set = datasets.load_dataset(cfg.dataset, "test", cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
-                                     cfg.seed) if cfg.test else None
+    test_set = load("test") if cfg.test else None
+    if test_set is not None and len(test_set) == 0:
+        test_set = None  # a folder too small to hold any image out
     if len(train_set) < 2:
         raise D.DataError("the training set needs at least two images")
 
@@ -212,7 +240,11 @@ def build_run(cfg: TrainConfig) -> Run:
     model_kwargs = dict(cfg.model_kwargs)
     options = {k: getattr(cfg, k) for k in spec.build_options if getattr(cfg, k)}
     model = models.create_model(cfg.model, len(train_set.classes), c, size, **model_kwargs, **options)
-    if spec.prepare is not None:
+    if source is not None:
+        models.transfer_weights(model, source.net)
+        if cfg.freeze_backbone:
+            models.freeze_backbone(model)
+    elif spec.prepare is not None:
         pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
         spec.prepare(model, D.normalise(train_set.images[pick], train_set.mean, train_set.std))
     model = model.to(device)
@@ -268,6 +300,8 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
     cfg, model, train = run.cfg, run.model, run.train_set
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     model.train()
+    if cfg.freeze_backbone:
+        models.hold_norms(model)
     t0 = time.perf_counter()
     seen, lr, ended = 0, cfg.lr, "done"
     loss_sum = torch.zeros((), device=run.device)
@@ -442,8 +476,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
     p.add_argument("--no-download", dest="download", action="store_false")
-    p.add_argument("--image-size", type=int, default=32, help="image folders: resize images to this size")
-    p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="image folders: 1 (grey) or 3 (RGB)")
+    p.add_argument("--kind", choices=D.INPUT_KINDS, default=None,
+                   help="image folders: how to read the images: sketch (dark strokes on a light ground: ink found, "
+                        "fitted and centred), greyscale or photo (default: the folder's record, else photo for 3 "
+                        "channels, greyscale for 1)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image folders: resize images to this size (default: the --init-from checkpoint's, else 28 "
+                        "for sketches and greyscale, 32 for photos)")
+    p.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                   help="image folders: 1 (grey) or 3 (RGB) (default: the --init-from checkpoint's, else by kind)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights with a new output layer for the data's classes "
+                        "(same model; the default model then is the checkpoint's) and the model's fine-tuning recipe")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="with --init-from: train only the new output layer")
     p.add_argument("--pretrained", action="store_true", help="alexnet: start from ImageNet weights (online)")
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra constructor arguments, e.g. \'{"widths": [32, 64, 128]}\'')
@@ -454,8 +500,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    kind = datasets.get_dataset_spec(args.dataset).kind_for(args.channels)
-    model = args.model or datasets.FAST_MODEL[kind]
+    kind = args.kind or datasets.get_dataset_spec(args.dataset).kind_for(args.channels)
+    if args.init_from and not args.model:
+        model = ckpt.load_checkpoint(args.init_from)["model"]
+    else:
+        model = args.model or datasets.FAST_MODEL[kind]
     out = args.out or str(Path("runs") / f"{args.dataset}-{model}.pt")
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}

@@ -8,7 +8,9 @@ paths against the one root the app was started with, uploaded checkpoints agains
 from __future__ import annotations
 
 import html
+import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,6 +32,8 @@ from . import datasets, models, plots
 from . import train as T
 from .handlers import DIGITS, kind_of
 from .inference import InputError, Predictor
+from .own_classes import KINDS as OWN_KINDS
+from .own_classes import ExampleSet, sweep_sessions
 
 __all__ = ["TrainRequest", "TrainingService", "OUTPUTS", "TABLE_HEADERS", "LIMITS", "FAST", "recipe",
            "dataset_label", "dataset_kind", "is_folder_dataset", "check_checkpoint"]
@@ -47,6 +51,8 @@ SESSION_MODELS_KEPT = 4  # a visitor's own models held in memory at once
 # A training runs in its own thread this much nicer than the app (Linux): visitors' predictions keep the CPU they
 # need and the training takes what is left, instead of both slowing down alike.
 TRAIN_NICENESS = 10
+# The page is sent new figures at most this often, and progress lines at most this often (seconds).
+PLOT_EVERY_S, PROGRESS_EVERY_S = 1.0, 0.25
 
 
 def dataset_kind(dataset: str) -> str:
@@ -138,13 +144,22 @@ def _clean_history(history: Any) -> list[dict]:
 
 
 class _Dashboard:
-    """What the page shows about one run, updated event by event."""
+    """What the page shows about one run, updated event by event.
 
-    def __init__(self, history: list[dict]):
+    Figures take a fraction of a second to draw, and a run of many short epochs (a few examples of your own
+    classes) would spend more time drawing than training: they are drawn at most every `plot_every_s` seconds
+    (and at the end), other updates (progress lines, epoch reports) at most every `progress_every_s`; a skipped
+    update is an empty dict, and what it held comes with the next one sent.
+    """
+
+    def __init__(self, history: list[dict], plot_every_s: float = 0.0, progress_every_s: float = 0.0):
         self.history = list(history)
         self.log: list[str] = []
         self.classes: list[str] = []
         self.latest: dict[str, Any] = {}
+        self.plot_every_s, self.progress_every_s = plot_every_s, progress_every_s
+        self._plotted = self._progressed = -math.inf
+        self._unplotted: dict | None = None  # the last epoch report whose figures were not drawn
 
     def table(self) -> list[list[str]]:
         return [[str(h["epoch"]), _fmt(h.get("train_loss")), _fmt(h.get("train_acc")), _fmt(h.get("val_loss")),
@@ -166,18 +181,18 @@ class _Dashboard:
         return out
 
     def progress(self, e: dict) -> dict:
+        now = time.monotonic()
+        if now - self._progressed < self.progress_every_s:
+            return {}
+        self._progressed = now
         text = (f"epoch {e['epoch']}/{e['epochs']} · batch {e['batch']}/{e['batches']} · step {e['step']}/"
                 f"{e['steps']} · loss {e['loss']:.3f} · {e['images_per_s']:,.0f} img/s · "
                 f"epoch ETA {e['eta_s']:.0f} s")
         return self._set(progress=progress_html(e["batch"] / e["batches"], text))
 
-    def epoch(self, e: dict) -> dict:
-        self.history.append({k: v for k, v in e.items() if k not in ("confusion", "samples", "type")})
-        self.log.append(T.epoch_line(e))
-        acc = e.get("test_acc", e.get("val_acc"))
-        text = f"epoch {e['epoch']}/{e['epochs']} done" + (f" · accuracy {acc:.2%}" if acc is not None else "")
-        out = self._set(progress=progress_html(1.0, text), curves=plots.curves(self.history), table=self.table(),
-                        log="\n".join(self.log), report=T.summarize(e))
+    def _figures(self, e: dict) -> dict:
+        self._plotted, self._unplotted = time.monotonic(), None
+        out = self._set(curves=plots.curves(self.history))
         if "samples" in e:
             s = e["samples"]
             out.update(self._set(samples=plots.sample_grid(_hwc(s["images"]), s["true"], s["pred"], self.classes),
@@ -185,7 +200,29 @@ class _Dashboard:
                                  confusion=plots.confusion_matrix(e["confusion"], self.classes)))
         return out
 
+    def epoch(self, e: dict) -> dict:
+        self.history.append({k: v for k, v in e.items() if k not in ("confusion", "samples", "type")})
+        self.log.append(T.epoch_line(e))
+        acc = e.get("test_acc", e.get("val_acc"))
+        text = f"epoch {e['epoch']}/{e['epochs']} done" + (f" · accuracy {acc:.2%}" if acc is not None else "")
+        now = time.monotonic()
+        figures = now - self._plotted >= self.plot_every_s
+        if not figures and now - self._progressed < self.progress_every_s:
+            self._unplotted = e  # nothing sent now: the next update (the end's at the latest) brings it all
+            self.latest.update(progress=progress_html(1.0, text), report=T.summarize(e))
+            return {}
+        self._progressed = now
+        out = self._set(progress=progress_html(1.0, text), table=self.table(), log="\n".join(self.log),
+                        report=T.summarize(e))
+        if figures:
+            out.update(self._figures(e))
+        else:
+            self._unplotted = e
+        return out
+
     def end(self, e: dict, checkpoint: str | None, resumable: bool) -> dict:
+        if self._unplotted is not None:
+            self._figures(self._unplotted)
         if e["stopped"]:
             line = (f"stopped; the checkpoint of epoch {e['epoch']} is kept" if checkpoint else
                     "stopped before the first epoch finished; no checkpoint to keep")
@@ -206,7 +243,8 @@ class TrainingService:
     """
 
     def __init__(self, runs_root: str | Path | None = None, data_root: str | Path | None = None,
-                 folder_root: str | Path | None = None, max_seconds: float = 0.0):
+                 folder_root: str | Path | None = None, max_seconds: float = 0.0,
+                 plot_every_s: float = PLOT_EVERY_S, progress_every_s: float = PROGRESS_EVERY_S):
         default_runs = Path(tempfile.gettempdir()) / "tinyvision-runs"
         self.runs_root = Path(runs_root or os.environ.get("TINYVISION_RUNS") or default_runs)
         self.data_root = str(data_root) if data_root else None
@@ -214,9 +252,11 @@ class TrainingService:
         if self.folder_root is not None and not self.folder_root.is_dir():
             raise ValueError(f"allowed folder root {folder_root} is not a folder")
         self.max_seconds = _number("max_seconds", max_seconds, integer=False)
+        self.plot_every_s, self.progress_every_s = plot_every_s, progress_every_s
         self._lock = threading.Lock()
         self._stops: dict[str, threading.Event] = {}
         self._active_dirs: set[Path] = set()
+        self._ended: dict[str, float] = {}  # session -> when it ended (its own classes are removed later)
 
     # -- what the form offers ---------------------------------------------------------------------------------
 
@@ -336,7 +376,20 @@ class TrainingService:
         `stop(session)`: the epoch in progress is dropped and the last completed epoch's checkpoint is kept.
         """
         cfg, history = self._resume_config(resume_from) if resume_from else (self.make_config(req), [])
-        dash = _Dashboard(history)
+        yield from self._stream(cfg, history, session)
+
+    def run_own(self, examples: ExampleSet, init_from: str | Path | None, fine_tune: bool = True,
+                session: str = "") -> Iterator[dict]:
+        """Teach a model a visitor's own classes (core.own_classes), streaming the same updates as `run`."""
+        if not isinstance(fine_tune, bool):
+            raise InputError(f"fine_tune must be true or false (got {fine_tune!r})")
+        cfg = examples.train_config(init_from, fine_tune)
+        if self.max_seconds:
+            cfg = replace(cfg, max_seconds=self.max_seconds)
+        yield from self._stream(cfg, [], session)
+
+    def _stream(self, cfg: T.TrainConfig, history: list[dict], session: str) -> Iterator[dict]:
+        dash = _Dashboard(history, self.plot_every_s, self.progress_every_s)
         run_dir = self._new_run_dir()
         cfg.out = str(run_dir / f"{cfg.dataset}-{cfg.model}.pt")
         stop = threading.Event()
@@ -354,7 +407,9 @@ class TrainingService:
                 for event in events:
                     kind = event["type"]
                     if kind != "end":
-                        yield getattr(dash, kind)(event)
+                        update = getattr(dash, kind)(event)
+                        if update:
+                            yield update
                         continue
                     yield dash.end(event, event["checkpoint"], event["stopped"] and event["resumable"])
         except FloatingPointError as exc:
@@ -370,6 +425,26 @@ class TrainingService:
             return False
         flag.set()
         return True
+
+    # -- a visitor's own classes ------------------------------------------------------------------------------
+
+    @property
+    def classes_root(self) -> Path:
+        return self.runs_root / "classes"
+
+    def examples(self, session: str, kind: str) -> ExampleSet:
+        """The visitor's own classes of `kind` ("sketch" or "photo"), in their session's folder."""
+        if kind not in OWN_KINDS:
+            raise InputError(f"the kind of examples is one of: {', '.join(OWN_KINDS)} (got {kind!r})")
+        with self._lock:
+            sweep_sessions(self.classes_root, self._ended)
+        name = session if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session or "") else "shared"
+        return ExampleSet(self.classes_root / name / kind, kind)
+
+    def session_ended(self, session: str) -> None:
+        """Remember that a visitor left; their classes are removed an hour later (core.own_classes)."""
+        with self._lock:
+            self._ended[session] = time.time()
 
     # -- a visitor's own models -------------------------------------------------------------------------------
 

@@ -5,10 +5,12 @@ come from the scripts in bench/ (README, "Reliability"); these are their fast pa
 import pytest
 
 from bench.bad_inputs import (
+    BAD_ARCHIVES,
     BAD_CHECKPOINTS,
     FILES,
     TRAIN_REFUSALS,
     WRONG_TYPES,
+    archive_refusals,
     checkpoint_hashes,
     folder_root,
     healthy,
@@ -50,6 +52,14 @@ def test_bad_training_requests_and_checkpoint_uploads_are_refused_and_nothing_ru
     assert run_files(workdir) == []  # refused before any run folder was filled
     assert checkpoint_hashes() == before
     assert proc.poll() is None
+
+
+def test_bad_archives_of_own_classes_are_refused_and_nothing_is_written(app):
+    proc, url, workdir = app
+    rows = archive_refusals(url, workdir)
+    assert len(rows) == len(BAD_ARCHIVES) + 1  # + the nothing-written check
+    assert [r for r in rows if not r["clear refusal"]] == []
+    assert proc.poll() is None and healthy(api_client(url), workdir)
 
 
 @pytest.mark.slow

@@ -26,7 +26,9 @@ SMALL = dict(max_train_images=512, batch_size=128)
 
 @pytest.fixture
 def service(tmp_path, data_root):
-    return TrainingService(runs_root=tmp_path / "runs", data_root=data_root)
+    # Every figure and progress line sent, for the per-epoch assertions below (the app's default sends at most one
+    # set of figures a second: test_own_classes).
+    return TrainingService(runs_root=tmp_path / "runs", data_root=data_root, plot_every_s=0, progress_every_s=0)
 
 
 def test_run_streams_start_progress_epochs_then_a_full_end_update(service, tmp_path):
