@@ -449,7 +449,11 @@ def _own_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, session
             raise InputError("send a .zip with one folder of images per class")
         ex = training.examples(f"api-{uuid.uuid4().hex[:12]}", kind or archive_kind(path) or "photo")
         try:
-            ex.import_zip(path)
+            report = ex.import_zip(path)
+            try:
+                ex.check_trainable()
+            except InputError as exc:  # say what the import skipped: it is often why
+                raise InputError(f"{exc}; the archive: {report.message()}") from None
             *_, final = training.run_own(ex, start_from(ex.kind, start or "transfer"), True, _session(request))
         finally:
             ex.clear()
@@ -599,6 +603,8 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
                     clear_sketch = gr.Button("Clear", elem_id="clear-sketch")
                 digit_model, digit_label, digit_status, digit_seen = _answer_column(studio, DIGITS, "digit",
                                                                                     EMPTY_SKETCH, "28x28")
+            # /answer_digit: the same answer as one JSON dict (with "unsure"), for API callers only.
+            digit_answer, digit_answer_button = gr.JSON(visible=False), gr.Button(visible=False)
         with gr.Tab("Classify a photo", id="photo"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -607,6 +613,7 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
                     gr.Examples(examples=[[str(p)] for p in EXAMPLES], inputs=[photo], label="Examples")
                 photo_model, photo_label, photo_status, photo_seen = _answer_column(studio, PHOTOS, "photo",
                                                                                     EMPTY_PHOTO, "32x32")
+            photo_answer, photo_answer_button = gr.JSON(visible=False), gr.Button(visible=False)
         session_models = gr.State({})  # the models this visitor trained or uploaded (Train tab), theirs only
         training = training or TrainingService()
         _own_tab(demo, training, studio, session_models, digit_model, photo_model)
@@ -634,6 +641,11 @@ def build_app(studio: Studio | None = None, training: TrainingService | None = N
                      preprocess=False, concurrency_id="predict")
         photo_model.change(classify_image, [photo, photo_model, session_models], photo_outputs, preprocess=False,
                            api_visibility="private", concurrency_id="predict")
+        digit_answer_button.click(_user_errors(studio.answer_digit), [sketch, digit_model, session_models],
+                                  digit_answer, api_name="answer_digit", concurrency_id="predict")
+        photo_answer_button.click(_user_errors(_uploads_only(studio.answer_photo)),
+                                  [photo, photo_model, session_models], photo_answer, api_name="answer_photo",
+                                  preprocess=False, concurrency_id="predict")
     return demo
 
 

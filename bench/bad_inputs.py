@@ -371,9 +371,9 @@ def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
 BAD_ARCHIVES = {"not a zip": "not a .zip archive", "zip bomb": "times its packed size",
                 "path with ..": "unsafe path", "absolute path": "unsafe path", "symbolic link": "symbolic link",
                 "nested zip": "another archive", "no class folders": "not in class folders",
-                "one class only": "at least 2 classes", "a class without images": "at least 2 classes",
+                "one class only": "at least 2 classes", "a class without images": "class folder.s. without images",
                 "10,000 classes": "entries; at most", "name of 1,000 characters": "class name",
-                "1x1 images only": "at least 2 classes"}
+                "1x1 images only": "images that are too small"}
 
 
 def zip_of(path: Path, entries: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import CheckpointError
-from .inference import InputError, Predictor, load_photo, picture_to_input, sketch_to_digit, top_k
+from .inference import InputError, Judgement, Predictor, load_photo, picture_to_input, sketch_to_digit, top_k
 
 __all__ = ["CHECKPOINT_DIR", "DIGITS", "PHOTOS", "EMPTY_SKETCH", "EMPTY_PHOTO", "MIN_PHOTO_SIDE", "Studio",
-           "enlarge", "blank_canvas", "kind_of"]
+           "enlarge", "blank_canvas", "kind_of", "answer", "unsure_note"]
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +103,36 @@ class Studio:
             raise InputError(f"unknown model {key!r} for {kind}; choose one of: {names}")
         return predictor
 
-    def predict_digit(self, sketch: Any, model: str | None = None,
-                      extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
-        """Sketchpad value -> (top-3 for gr.Label, the 28x28 the model saw enlarged, a status line)."""
+    def _digit(self, sketch: Any, model: str | None, extra: dict[str, Predictor] | None):
         predictor = self.predictor(model, DIGITS, extra)
         t0 = time.perf_counter()
         digit = sketch_to_digit(sketch)
         if digit is None:
+            return predictor, None, None, 0.0
+        return predictor, digit, predictor.judge(digit), time.perf_counter() - t0
+
+    def _photo(self, photo: Any, model: str | None, extra: dict[str, Predictor] | None):
+        predictor = self.predictor(model, PHOTOS, extra)
+        source = _file_path(photo)
+        if source is None:
+            return predictor, None, None, 0.0
+        t0 = time.perf_counter()
+        image = load_photo(source)
+        if min(image.size) < MIN_PHOTO_SIDE:
+            w, h = image.size
+            raise InputError(f"the image is {w}x{h} pixels; at least {MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} is needed "
+                             "to recognise anything")
+        seen = picture_to_input(image, predictor.kind, predictor.input_shape[1])
+        return predictor, seen, predictor.judge(seen), time.perf_counter() - t0
+
+    def predict_digit(self, sketch: Any, model: str | None = None,
+                      extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
+        """Sketchpad value -> (top-3 for gr.Label, the 28x28 the model saw enlarged, a status line)."""
+        predictor, digit, judgement, seconds = self._digit(sketch, model, extra)
+        if judgement is None:
             return None, None, EMPTY_SKETCH
-        probs = predictor.probabilities(digit)
-        return (top_k(probs, predictor.classes, TOP_K[DIGITS]), enlarge(digit),
-                _status(predictor, probs, time.perf_counter() - t0))
+        return (top_k(judgement.probs, predictor.classes, TOP_K[DIGITS]), enlarge(digit),
+                _status(predictor, judgement, seconds))
 
     def classify_image(self, photo: Any, model: str | None = None,
                        extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
@@ -122,23 +141,44 @@ class Studio:
         The file is opened here with the project's limits (size, decompression bombs, corrupt data), so every bad
         upload ends as an InputError that says what is wrong.
         """
-        predictor = self.predictor(model, PHOTOS, extra)
-        source = _file_path(photo)
-        if source is None:
+        predictor, seen, judgement, seconds = self._photo(photo, model, extra)
+        if judgement is None:
             return None, None, EMPTY_PHOTO
-        t0 = time.perf_counter()
-        image = load_photo(source)
-        if min(image.size) < MIN_PHOTO_SIDE:
-            w, h = image.size
-            raise InputError(f"the image is {w}x{h} pixels; at least {MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE} is needed "
-                             "to recognise anything")
-        seen = picture_to_input(image, predictor.kind, predictor.input_shape[1])
-        probs = predictor.probabilities(seen)
-        return (top_k(probs, predictor.classes, TOP_K[PHOTOS]), enlarge(seen),
-                _status(predictor, probs, time.perf_counter() - t0))
+        return (top_k(judgement.probs, predictor.classes, TOP_K[PHOTOS]), enlarge(seen),
+                _status(predictor, judgement, seconds))
+
+    def answer_digit(self, sketch: Any, model: str | None = None,
+                     extra: dict[str, Predictor] | None = None) -> dict:
+        """The Draw tab's answer as one dict for API callers (answer())."""
+        predictor, _, judgement, _ = self._digit(sketch, model, extra)
+        return answer(predictor, judgement, TOP_K[DIGITS])
+
+    def answer_photo(self, photo: Any, model: str | None = None, extra: dict[str, Predictor] | None = None) -> dict:
+        """The photo tab's answer as one dict for API callers (answer())."""
+        predictor, _, judgement, _ = self._photo(photo, model, extra)
+        return answer(predictor, judgement, TOP_K[PHOTOS])
 
 
-def _status(predictor: Predictor, probs: np.ndarray, seconds: float) -> str:
+def answer(predictor: Predictor, judgement: Judgement | None, k: int) -> dict:
+    """{"model", "top" (class -> probability, best first), "label", "unsure", "score", "threshold", "message"};
+    for an empty input, "label" and "top" are empty and "message" is the tab's prompt."""
+    base = {"model": predictor.name, "threshold": predictor.unsure_threshold}
+    if judgement is None:
+        return {**base, "top": {}, "label": None, "unsure": False, "score": None, "message": "empty input"}
+    top = top_k(judgement.probs, predictor.classes, k)
+    return {**base, "top": top, "label": next(iter(top)), "unsure": judgement.unsure,
+            "score": round(judgement.score, 4), "message": unsure_note(predictor) if judgement.unsure else ""}
+
+
+def unsure_note(predictor: Predictor, shown: int = 10) -> str:
+    classes = predictor.classes
+    names = ", ".join(classes[:shown]) + (f" (+{len(classes) - shown} more)" if len(classes) > shown else "")
+    return f"Not sure: this does not look like any of {names}."
+
+
+def _status(predictor: Predictor, judgement: Judgement, seconds: float) -> str:
+    probs = judgement.probs
     best = int(np.argmax(probs))
-    return (f"**{predictor.classes[best]}** ({probs[best]:.0%}) · answered by {predictor.name} "
+    line = (f"**{predictor.classes[best]}** ({probs[best]:.0%}) · answered by {predictor.name} "
             f"in {seconds * 1000:.0f} ms")
+    return f"🤔 **{unsure_note(predictor)}** The closest is below.\n\n{line}" if judgement.unsure else line

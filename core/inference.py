@@ -20,10 +20,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
 from .datasets import checkpoint_kind, get_dataset_spec, list_datasets
-from .evaluate import predict_logits, tta_options
+from .evaluate import energy_score, predict_logits, tta_options
 
 __all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "greyscale_to_input",
-           "picture_to_input", "Predictor", "top_k",
+           "picture_to_input", "Predictor", "Judgement", "top_k",
            "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES", "open_image"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
@@ -277,6 +277,15 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
     return {classes[i]: float(probs[i]) for i in order}
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One answer: class probabilities, the energy score (core.evaluate.energy_score) and whether it is below the
+    model's threshold, i.e. the input is probably none of the model's classes."""
+    probs: np.ndarray
+    score: float
+    unsure: bool
+
+
 @dataclass
 class Predictor:
     """A loaded checkpoint ready to predict single images on the CPU."""
@@ -319,9 +328,29 @@ class Predictor:
         return (f"{self.meta['model']}{f' ×{members}' if members > 1 else ''} "
                 f"({source}{f', test {acc:.2%}' if acc else ''})")
 
+    @property
+    def unsure_threshold(self) -> float | None:
+        """The energy score below which an input is probably none of its classes (None: never said)."""
+        value = self.meta.get("unsure_threshold")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @torch.no_grad()
+    def judge(self, image: np.ndarray) -> Judgement:
+        """Probabilities, the energy score and whether the input is probably none of the classes."""
+        logits = self._logits(image)
+        temperature = float(self.meta.get("temperature", 1.0))
+        score = float(energy_score(logits, temperature)[0])
+        threshold = self.unsure_threshold
+        probs = torch.softmax(logits[0] / temperature, 0).numpy()
+        return Judgement(probs, score, threshold is not None and score < threshold)
+
     @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities for one image: HxW (grey) or HxWx3 uint8, or 0..1 floats."""
+        logits = self._logits(image)
+        return torch.softmax(logits[0] / float(self.meta.get("temperature", 1.0)), 0).numpy()
+
+    def _logits(self, image: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(np.array(image))  # a copy: read-only arrays arrive too
         if x.is_floating_point():
             x = x * 255.0
@@ -331,5 +360,4 @@ class Predictor:
             x = x.float().mean(1, keepdim=True) if c == 1 else x.expand(-1, 3, -1, -1)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        logits = predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))
-        return torch.softmax(logits[0] / float(self.meta.get("temperature", 1.0)), 0).numpy()
+        return predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))

@@ -23,24 +23,32 @@ def render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def curves(history: list[dict]) -> np.ndarray:
-    """Loss and accuracy per epoch for train, val and test (the splits present in `history`)."""
-    fig = Figure(figsize=(6.4, 2.8), dpi=DPI, layout="constrained")
+def curves(history: list[dict], live: list[tuple[float, float, float]] | None = None) -> np.ndarray:
+    """Loss and accuracy: the training run's running figures as a line through `live` points (fractional epoch,
+    running loss, running accuracy) when given, and each epoch's figures for train, val and test (the splits in
+    `history`) as points at the epoch's end."""
+    # A fixed layout: the constrained one costs as much again, and these are redrawn while a training runs.
+    fig = Figure(figsize=(6.4, 2.8), dpi=DPI)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.9, wspace=0.22)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [h["epoch"] for h in history]
+    if live:
+        xs, losses, accs = zip(*live)
+        for ax, ys in ((loss_ax, losses), (acc_ax, accs)):
+            ax.plot(xs, ys, color=SPLITS[0][1], linewidth=1.2, alpha=0.8, label="train (running)")
     for split, colour in SPLITS:
         for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
             points = [(e, h[f"{split}_{metric}"]) for e, h in zip(epochs, history) if f"{split}_{metric}" in h]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o", color=colour, label=split)
+                ax.plot(xs, ys, marker="o", color=colour, label=split, linestyle="-" if len(points) > 1 else "")
     for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if epochs:
-            ax.set_xticks(sorted(set(epochs)) if len(set(epochs)) <= 12 else ax.get_xticks())
+        if epochs or live:
+            ax.set_xlim(left=0)
             ax.legend(fontsize=8)
     return render(fig)
 

@@ -24,7 +24,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from . import data as D
 from . import datasets, models, transfer
-from .evaluate import evaluate_model, fit_temperature, tta_options
+from .evaluate import evaluate_model, fit_temperature, fit_unsure_threshold, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
            "resolve_config", "summarize", "start_line", "epoch_line", "main"]
@@ -347,7 +347,8 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
             left = min(len(train) - seen, (run.total_steps - run.step) * cfg.batch_size)
             yield {"type": "progress", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
                    "steps": run.total_steps, "batch": batches_done, "batches": run.steps_per_epoch,
-                   "loss": loss.item(), "images_per_s": rate, "eta_s": left / max(rate, 1e-9)}
+                   "loss": loss.item(), "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+                   "images_per_s": rate, "eta_s": left / max(rate, 1e-9)}
     if seen:
         _check_finite(loss_sum, run.step)
     return EpochResult(ended, seen, loss_sum, correct, time.perf_counter() - t0, lr)
@@ -385,6 +386,11 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
             torch.randperm(len(run.train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000])
         run.meta["temperature"] = report["temperature"] = fit_temperature(run.model, calib, **tta_options(run.meta),
                                                                           device=run.device)
+        # "None of my classes" below the score UNSURE_PASS of held-out images reach; without a validation split,
+        # of training images seen through the training augmentation (views the model did not learn).
+        run.meta["unsure_threshold"] = report["unsure_threshold"] = fit_unsure_threshold(
+            run.model, calib, run.meta["temperature"], **tta_options(run.meta), device=run.device,
+            augment=run.val_set is None, seed=cfg.seed)
     if cfg.out:
         metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts")
                    if k in report}
@@ -410,7 +416,8 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     """Train as configured, yielding events:
 
     - {"type": "start", ...}: resolved config, dataset sizes, device, parameter count;
-    - {"type": "progress", "epoch", "step", "steps", "loss", "images_per_s", "eta_s"} a few times an epoch;
+    - {"type": "progress", "epoch", "step", "steps", "batch", "batches", "loss" (the batch's), "train_loss" and
+       "train_acc" (running, over the epoch so far), "images_per_s", "eta_s"} a few times an epoch;
     - {"type": "epoch", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr",
        "seconds", "train_seconds", "images_per_s", "checkpoint", "per_class", "confusion", "samples"};
     - {"type": "end", "stopped": bool, "checkpoint", "resumable", ...the last epoch report...}: "checkpoint" is the

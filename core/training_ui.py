@@ -51,8 +51,9 @@ SESSION_MODELS_KEPT = 4  # a visitor's own models held in memory at once
 # A training runs in its own thread this much nicer than the app (Linux): visitors' predictions keep the CPU they
 # need and the training takes what is left, instead of both slowing down alike.
 TRAIN_NICENESS = 10
-# The page is sent new figures at most this often, and progress lines at most this often (seconds).
-PLOT_EVERY_S, PROGRESS_EVERY_S = 1.0, 0.25
+# The page is sent new figures at most this often, and progress lines at most this often (seconds). Drawing holds
+# Python's lock for ~60 ms: at one set of figures every 2 s a prediction meets it rarely (docs/measurements.md).
+PLOT_EVERY_S, PROGRESS_EVERY_S = 2.0, 0.25
 
 
 def dataset_kind(dataset: str) -> str:
@@ -160,6 +161,7 @@ class _Dashboard:
         self.plot_every_s, self.progress_every_s = plot_every_s, progress_every_s
         self._plotted = self._progressed = -math.inf
         self._unplotted: dict | None = None  # the last epoch report whose figures were not drawn
+        self.live: list[tuple[float, float, float]] = []  # (fractional epoch, running loss, running accuracy)
 
     def table(self) -> list[list[str]]:
         return [[str(h["epoch"]), _fmt(h.get("train_loss")), _fmt(h.get("train_acc")), _fmt(h.get("val_loss")),
@@ -181,6 +183,7 @@ class _Dashboard:
         return out
 
     def progress(self, e: dict) -> dict:
+        self.live.append((e["epoch"] - 1 + e["batch"] / e["batches"], e["train_loss"], e["train_acc"]))
         now = time.monotonic()
         if now - self._progressed < self.progress_every_s:
             return {}
@@ -188,11 +191,15 @@ class _Dashboard:
         text = (f"epoch {e['epoch']}/{e['epochs']} · batch {e['batch']}/{e['batches']} · step {e['step']}/"
                 f"{e['steps']} · loss {e['loss']:.3f} · {e['images_per_s']:,.0f} img/s · "
                 f"epoch ETA {e['eta_s']:.0f} s")
-        return self._set(progress=progress_html(e["batch"] / e["batches"], text))
+        out = self._set(progress=progress_html(e["batch"] / e["batches"], text))
+        if now - self._plotted >= self.plot_every_s:  # the curves move within an epoch
+            self._plotted = now
+            out.update(self._set(curves=plots.curves(self.history, self.live)))
+        return out
 
     def _figures(self, e: dict) -> dict:
         self._plotted, self._unplotted = time.monotonic(), None
-        out = self._set(curves=plots.curves(self.history))
+        out = self._set(curves=plots.curves(self.history, self.live))
         if "samples" in e:
             s = e["samples"]
             out.update(self._set(samples=plots.sample_grid(_hwc(s["images"]), s["true"], s["pred"], self.classes),
@@ -402,8 +409,10 @@ class TrainingService:
                     del self._stops[session]
                 self._active_dirs.discard(run_dir)
 
-        try:
-            with closing(in_background(T.train(cfg, should_stop=stop.is_set), on_end=release)) as events:
+        def updates() -> Iterator[dict]:
+            # Run in the training's own lower-priority thread, so that drawing the figures takes no CPU from the
+            # predictions either.
+            with closing(T.train(cfg, should_stop=stop.is_set)) as events:
                 for event in events:
                     kind = event["type"]
                     if kind != "end":
@@ -412,6 +421,10 @@ class TrainingService:
                             yield update
                         continue
                     yield dash.end(event, event["checkpoint"], event["stopped"] and event["resumable"])
+
+        try:
+            with closing(in_background(updates(), on_end=release)) as stream:
+                yield from stream
         except FloatingPointError as exc:
             raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is kept.") from None
         except (D.DataError, ValueError, torch.OutOfMemoryError) as exc:

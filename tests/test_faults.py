@@ -22,8 +22,10 @@ def _folder(root: Path) -> Path:
         for label in ("a", "b"):
             (root / split / label).mkdir(parents=True)
             for i in range(n):
-                a = rng.integers(0, 255, (12, 12)).astype(np.uint8)
-                a[:, :6] = 255 if label == "a" else 0
+                # A bright or a dark square on a dark noisy ground (a folder of greyscale pictures is read as the
+                # photo tab reads one: a light-bordered picture would be turned light on dark).
+                a = rng.integers(0, 100, (12, 12)).astype(np.uint8)
+                a[3:9, 3:9] = 255 if label == "a" else 0
                 Image.fromarray(a).save(root / split / label / f"{i}.png")
     return root
 

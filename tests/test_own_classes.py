@@ -314,7 +314,7 @@ def test_the_service_streams_a_run_on_own_classes(tmp_path):
     seconds = time.monotonic() - t0
     last = updates[-1]
     assert last["run"]["checkpoint"] and "done" in last["log"] and "curves" in last
-    # 200 one-step epochs: figures are drawn about once a second, progress lines at most four times a second.
+    # 200 one-step epochs: figures are drawn at most every PLOT_EVERY_S, progress lines at most four times a second.
     assert len(last["table"]) == 200
     assert sum("curves" in u for u in updates) <= seconds / service.plot_every_s + 2
     assert sum(set(u) == {"progress"} for u in updates) <= seconds / service.progress_every_s + 2
