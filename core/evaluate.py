@@ -70,6 +70,7 @@ def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False,
 # "Not one of my classes": the share of held-out images of the model's own classes that must pass as sure, and how
 # many of them are scored to find that threshold.
 UNSURE_PASS, UNSURE_IMAGES = 0.95, 2000
+UNSURE_MIN_VIEWS = 400  # augmented views scored at least, when a model has only a few training images
 
 
 def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -92,6 +93,8 @@ def fit_unsure_threshold(model: nn.Module, data: D.ImageData, temperature: float
     g = torch.Generator().manual_seed(seed)
     if len(data) > UNSURE_IMAGES:  # the 5% tail of 2,000 scores is 100 of them: enough, at a fifth of the cost
         data = data.subset(torch.randperm(len(data), generator=g)[:UNSURE_IMAGES])
+    elif augment and len(data) < UNSURE_MIN_VIEWS:  # a few examples of your own classes: several views of each
+        data = data.subset(torch.arange(len(data)).repeat(-(-UNSURE_MIN_VIEWS // len(data))))
     scores = []
     for i in range(0, len(data), batch_size):
         x = data.images[i:i + batch_size].to(device)

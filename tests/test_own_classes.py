@@ -238,10 +238,14 @@ def test_sketch_classes_train_from_the_shipped_digit_model(tmp_path):
     assert payload["kind"] == "sketch" and payload["classes"] == ["circle", "cross"]
     assert payload["mean"] == [0.1307]  # the digit model's normalisation, which its features were learnt on
     predictor = Predictor.load(out)
+    from bench.unsure import letters
     from core.inference import sketch_to_digit
     for shape in ("circle", "cross"):
-        probs = predictor.probabilities(sketch_to_digit({"composite": _canvas(shape, 15)}))
-        assert predictor.classes[int(np.argmax(probs))] == shape
+        judgement = predictor.judge(sketch_to_digit({"composite": _canvas(shape, 15)}))
+        assert predictor.classes[int(np.argmax(judgement.probs))] == shape and not judgement.unsure
+    # Its "not sure" threshold was fitted on augmented views of the few examples: letters are none of its classes.
+    typed = [predictor.judge(sketch_to_digit({"composite": a})).unsure for a in letters(10, np.random.default_rng(0))]
+    assert sum(typed) >= 6
 
 
 def test_photo_classes_train_from_the_shipped_photo_model(tmp_path):

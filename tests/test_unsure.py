@@ -42,6 +42,17 @@ def test_the_threshold_passes_the_asked_share_of_held_out_images():
     assert abs((scores >= threshold).float().mean().item() - UNSURE_PASS) < 0.01
 
 
+def test_a_few_examples_are_seen_through_several_augmented_views():
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 2:6, 2:6] = 255
+    data = ImageData(images, torch.tensor([0, 1] * 3), ["a", "b"], (0.5,), (0.25,), "x", "greyscale", "shift", False)
+    seen = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    fit_unsure_threshold(model, data, 1.0, augment=True)
+    assert sum(seen) >= 400
+
+
 def test_a_training_stores_the_threshold_and_the_predictor_reads_it(tmp_path, data_root):
     out = tmp_path / "run.pt"
     cfg = T.TrainConfig(dataset="mnist", data_root=str(data_root), max_train_images=512, val_split=0.2, epochs=1,
