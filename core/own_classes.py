@@ -202,6 +202,8 @@ class ExampleSet:
         if digit is None:
             raise InputError("draw something first: the sketchpad is empty")
         composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
+        if composite is None:
+            raise InputError("the sketch has no composite image (send it as the sketchpad does)")
         image = load_photo(np.asarray(composite) if not isinstance(composite, (str, Path)) else composite)
         return self._store(name, image.convert("L"))
 

@@ -98,6 +98,8 @@ def test_sketches_are_stored_and_an_empty_pad_is_refused(tmp_path):
         ex.add_sketch("circle", {"composite": np.full((400, 400, 3), 255, np.uint8)})
     with pytest.raises(InputError, match="no class"):
         ex.add_sketch("square", {"composite": _canvas("circle")})
+    with pytest.raises(InputError, match="no composite image"):
+        ex.add_sketch("circle", {"composite": None, "background": None, "layers": [_canvas("circle")]})
 
 
 def test_uploaded_images_are_checked_and_the_bad_ones_counted(tmp_path):
