@@ -103,11 +103,14 @@ def fashion_sets(shots: int, seed: int, split: str, data_root: Path) -> tuple[Im
     return train, hold, evaluation
 
 
+def grey_to_photos(images: torch.Tensor) -> torch.Tensor:
+    """uint8 greyscale (N, 1, H, W) images as the 32x32 RGB photos a photo model takes."""
+    x = torch.nn.functional.interpolate(images.float(), size=32, mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).byte().expand(-1, 3, -1, -1).contiguous()
+
+
 def as_photos(data: ImageData) -> ImageData:
-    """Greyscale 28x28 images as the 32x32 RGB photos a photo model takes."""
-    images = torch.nn.functional.interpolate(data.images.float(), size=32, mode="bilinear", antialias=True)
-    return replace(data, images=images.round().clamp(0, 255).byte().expand(-1, 3, -1, -1).contiguous(),
-                   kind="photo", augment="photos", tta_flip=True)
+    return replace(data, images=grey_to_photos(data.images), kind="photo", augment="photos", tta_flip=True)
 
 
 def pen_sets(shots: int, seed: int, data_root: Path) -> tuple[ImageData, ImageData, ImageData]:

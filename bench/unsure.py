@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
+from bench.few_shot import grey_to_photos  # noqa: E402
 from bench.latency import print_table  # noqa: E402
 from core import datasets as DS  # noqa: E402
 from core.data import default_data_root  # noqa: E402
@@ -53,11 +54,6 @@ def auroc(inside: torch.Tensor, outside: torch.Tensor) -> float:
     ranks[s.argsort()] = torch.arange(1, len(s) + 1, dtype=torch.double)
     n, m = len(inside), len(outside)
     return ((ranks[:n].sum() - n * (n + 1) / 2) / (n * m)).item()
-
-
-def as_photos(images: torch.Tensor) -> torch.Tensor:
-    x = torch.nn.functional.interpolate(images.float(), size=32, mode="bilinear", antialias=True)
-    return x.round().clamp(0, 255).byte().expand(-1, 3, -1, -1).contiguous()
 
 
 def sketches(canvases: list[np.ndarray]) -> torch.Tensor:
@@ -93,8 +89,8 @@ def letters(n: int, rng: np.random.Generator) -> list[np.ndarray]:
 def photo_rows(n: int, root: Path) -> tuple[list[list], float]:
     predictor = Predictor.load(ROOT / "checkpoints" / "cifar10-cifarnet.pt")
     inside = scores(predictor, DS.load_dataset("cifar10", "test", root).images[:n])
-    sets = {"Fashion-MNIST test as photos": as_photos(DS.load_dataset("fashion-mnist", "test", root).images[:n]),
-            "MNIST test as photos": as_photos(DS.load_dataset("mnist", "test", root).images[:n])}
+    sets = {"Fashion-MNIST test as photos": grey_to_photos(DS.load_dataset("fashion-mnist", "test", root).images[:n]),
+            "MNIST test as photos": grey_to_photos(DS.load_dataset("mnist", "test", root).images[:n])}
     examples = ROOT / "examples" / "photos"
     judged = {name: predictor.judge(photo_to_input(examples / name)) for name in NOT_CIFAR}
     return _rows(predictor, "CIFAR-10 test", inside, sets) + [

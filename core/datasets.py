@@ -245,10 +245,16 @@ def _scan_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def _load_folder_split(folder: Path, size: int | None, channels: int) -> dict:
+def _class_files(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """`_scan_folder`, refusing a folder that is not one sub-folder per class (at least two) with images."""
     files, labels, classes = _scan_folder(folder)
     if len(classes) < 2 or not files:
         raise DataError(f"{folder} must hold one sub-folder per class (at least two) with image files in them")
+    return files, labels, classes
+
+
+def _load_folder_split(folder: Path, size: int | None, channels: int) -> dict:
+    files, labels, classes = _class_files(folder)
     return {"images": _read_image_files(files, size, channels), "labels": torch.tensor(labels), "classes": classes}
 
 
@@ -272,9 +278,7 @@ def _prepared_image(path: Path, kind: str, size: int) -> np.ndarray:
 
 
 def _read_folder(folder: Path, kind: str, size: int) -> dict:
-    files, labels, classes = _scan_folder(folder)
-    if len(classes) < 2 or not files:
-        raise DataError(f"{folder} must hold one sub-folder per class (at least two) with image files in them")
+    files, labels, classes = _class_files(folder)
     images = np.stack([_prepared_image(f, kind, size) for f in files])
     t = torch.from_numpy(images)
     return {"images": t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous(),

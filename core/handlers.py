@@ -128,11 +128,7 @@ class Studio:
     def predict_digit(self, sketch: Any, model: str | None = None,
                       extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
         """Sketchpad value -> (top-3 for gr.Label, the 28x28 the model saw enlarged, a status line)."""
-        predictor, digit, judgement, seconds = self._digit(sketch, model, extra)
-        if judgement is None:
-            return None, None, EMPTY_SKETCH
-        return (top_k(judgement.probs, predictor.classes, TOP_K[DIGITS]), enlarge(digit),
-                _status(predictor, judgement, seconds))
+        return _shown(*self._digit(sketch, model, extra), EMPTY_SKETCH, TOP_K[DIGITS])
 
     def classify_image(self, photo: Any, model: str | None = None,
                        extra: dict[str, Predictor] | None = None) -> tuple[dict | None, np.ndarray | None, str]:
@@ -141,11 +137,7 @@ class Studio:
         The file is opened here with the project's limits (size, decompression bombs, corrupt data), so every bad
         upload ends as an InputError that says what is wrong.
         """
-        predictor, seen, judgement, seconds = self._photo(photo, model, extra)
-        if judgement is None:
-            return None, None, EMPTY_PHOTO
-        return (top_k(judgement.probs, predictor.classes, TOP_K[PHOTOS]), enlarge(seen),
-                _status(predictor, judgement, seconds))
+        return _shown(*self._photo(photo, model, extra), EMPTY_PHOTO, TOP_K[PHOTOS])
 
     def answer_digit(self, sketch: Any, model: str | None = None,
                      extra: dict[str, Predictor] | None = None) -> dict:
@@ -157,6 +149,14 @@ class Studio:
         """The photo tab's answer as one dict for API callers (answer())."""
         predictor, _, judgement, _ = self._photo(photo, model, extra)
         return answer(predictor, judgement, TOP_K[PHOTOS])
+
+
+def _shown(predictor: Predictor, seen: np.ndarray | None, judgement: Judgement | None, seconds: float,
+           empty: str, k: int) -> tuple[dict | None, np.ndarray | None, str]:
+    """(top-k for gr.Label, the model's input enlarged, the status line); the tab's prompt for an empty input."""
+    if judgement is None:
+        return None, None, empty
+    return top_k(judgement.probs, predictor.classes, k), enlarge(seen), _status(predictor, judgement, seconds)
 
 
 def answer(predictor: Predictor, judgement: Judgement | None, k: int) -> dict:

@@ -344,11 +344,9 @@ class Predictor:
         probs = torch.softmax(logits[0] / temperature, 0).numpy()
         return Judgement(probs, score, threshold is not None and score < threshold)
 
-    @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities for one image: HxW (grey) or HxWx3 uint8, or 0..1 floats."""
-        logits = self._logits(image)
-        return torch.softmax(logits[0] / float(self.meta.get("temperature", 1.0)), 0).numpy()
+        return self.judge(image).probs
 
     def _logits(self, image: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(np.array(image))  # a copy: read-only arrays arrive too

@@ -170,10 +170,8 @@ class ExampleSet:
 
     # -- examples ---------------------------------------------------------------------------------------------
 
-    def _store(self, name: str, image: Image.Image) -> Path:
-        path = self._class_dir(name)
-        if len(self.classes()[path.name]) >= MAX_EXAMPLES:
-            raise InputError(f"the class {path.name!r} has {MAX_EXAMPLES} examples, the most it can hold")
+    def _store(self, path: Path, image: Image.Image) -> Path:
+        """Write one example into the class folder `path` (re-encoded as PNG, atomically)."""
         image.thumbnail((STORED_SIDE[self.kind],) * 2, Image.LANCZOS)
         out = path / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.png"
         tmp = out.with_suffix(".tmp")
@@ -205,19 +203,27 @@ class ExampleSet:
         if composite is None:
             raise InputError("the sketch has no composite image (send it as the sketchpad does)")
         image = load_photo(np.asarray(composite) if not isinstance(composite, (str, Path)) else composite)
-        return self._store(name, image.convert("L"))
+        path = self._class_dir(name)
+        if _count(path) >= MAX_EXAMPLES:
+            raise InputError(f"the class {path.name!r} has {MAX_EXAMPLES} examples, the most it can hold")
+        return self._store(path, image.convert("L"))
 
     def add_images(self, name: Any, sources: list[Any], report: ImportReport | None = None) -> ImportReport:
         """Store uploaded image files (paths or bytes) in class `name`; unreadable ones are skipped and counted."""
         path = self._class_dir(name)
         report = report or ImportReport()
+        count = _count(path)
         for source in sources or []:
+            if count >= MAX_EXAMPLES:
+                report.skip("images beyond a class's limit")
+                continue
             try:
                 with open_image(source) as im:
-                    self._store(path.name, self._prepared(im))
+                    self._store(path, self._prepared(im))
             except InputError as exc:
                 report.skip(_reason(str(exc)))
                 continue
+            count += 1
             report.added[path.name] = report.added.get(path.name, 0) + 1
         return report
 
@@ -304,6 +310,10 @@ def few_shot_config(folder: str | Path, kind: str, n_train: int, init_from: str 
                        freeze_backbone=not fine_tune, **common)
 
 
+def _count(class_dir: Path) -> int:
+    return sum(1 for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def _reason(message: str) -> str:
     """A skip reason to count: an InputError's message without the details that differ from file to file."""
     if "pixels" in message and "at least" in message:
@@ -312,8 +322,6 @@ def _reason(message: str) -> str:
         return "images that are too large"
     if "nothing is drawn" in message:
         return "images with nothing drawn"
-    if "examples, the most" in message:
-        return "images beyond a class's limit"
     return "files that are not readable images"
 
 

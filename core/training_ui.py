@@ -54,6 +54,7 @@ TRAIN_NICENESS = 10
 # The page is sent new figures at most this often, and progress lines at most this often (seconds). Drawing holds
 # Python's lock for ~60 ms: at one set of figures every 2 s a prediction meets it rarely (docs/measurements.md).
 PLOT_EVERY_S, PROGRESS_EVERY_S = 2.0, 0.25
+SWEEP_EVERY_S = 60  # how often the visitors' own-classes folders are checked for removal
 
 
 def dataset_kind(dataset: str) -> str:
@@ -264,6 +265,7 @@ class TrainingService:
         self._stops: dict[str, threading.Event] = {}
         self._active_dirs: set[Path] = set()
         self._ended: dict[str, float] = {}  # session -> when it ended (its own classes are removed later)
+        self._swept = -math.inf
 
     # -- what the form offers ---------------------------------------------------------------------------------
 
@@ -450,7 +452,9 @@ class TrainingService:
         if kind not in OWN_KINDS:
             raise InputError(f"the kind of examples is one of: {', '.join(OWN_KINDS)} (got {kind!r})")
         with self._lock:
-            sweep_sessions(self.classes_root, self._ended)
+            if time.monotonic() - self._swept >= SWEEP_EVERY_S:  # a walk of every visitor's folder: not per click
+                self._swept = time.monotonic()
+                sweep_sessions(self.classes_root, self._ended)
         name = session if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session or "") else "shared"
         return ExampleSet(self.classes_root / name / kind, kind)
 
