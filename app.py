@@ -213,6 +213,8 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
                     checkpoint = gr.File(label="Checkpoint (download)", interactive=False, height=140,
                                          elem_id="train-checkpoint")
                     with gr.Column():
+                        onnx_btn, onnx_out = _onnx_download("train")
+                    with gr.Column():
                         use_btn = gr.Button("Use this model", elem_id="train-use")
                         upload = gr.File(label="Upload a checkpoint (.pt)", file_types=[".pt"], height=140,
                                          elem_id="train-upload")
@@ -280,6 +282,7 @@ def _train_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, sessi
     upload.upload(_user_errors(adopt), [upload, session_models],
                   [session_models, digit_model, photo_model, run_state, checkpoint, use_status],
                   api_visibility="private")
+    _wire_onnx(training, onnx_btn, run_state, onnx_out, use_status)
     def leave(request: gr.Request) -> None:
         training.stop(_session(request))
         training.session_ended(_session(request))
@@ -356,6 +359,7 @@ def _own_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, session
                 try_status = gr.Markdown(elem_id="own-try-status")
                 checkpoint = gr.File(label="Checkpoint (download)", interactive=False, height=120,
                                      elem_id="own-checkpoint")
+                onnx_btn, onnx_out = _onnx_download("own")
                 use_btn = gr.Button("Use this model in the other tabs", elem_id="own-use")
                 upload = gr.File(label="Upload a checkpoint (.pt)", file_types=[".pt"], height=120,
                                  elem_id="own-upload")
@@ -522,6 +526,27 @@ def _own_tab(demo: gr.Blocks, training: TrainingService, studio: Studio, session
     upload.upload(_user_errors(adopt_classes_model), [upload, session_models],
                   [session_models, digit_model, photo_model, run_state, own_model, checkpoint, try_status],
                   api_visibility="private")
+    _wire_onnx(training, onnx_btn, run_state, onnx_out, try_status)
+
+
+def _onnx_download(prefix: str) -> tuple[gr.Button, gr.File]:
+    """A "Download ONNX" button and the file it fills (core.export: the model to run anywhere)."""
+    return (gr.Button("Download ONNX", elem_id=f"{prefix}-onnx"),
+            gr.File(label="ONNX model (download)", interactive=False, height=120, elem_id=f"{prefix}-onnx-file"))
+
+
+def _wire_onnx(training: TrainingService, button: gr.Button, run_state: gr.State, out: gr.File,
+               note: gr.Markdown) -> None:
+    def exported(run: dict) -> tuple[str, str]:
+        return training.onnx_file((run or {}).get("checkpoint")), ONNX_NOTE
+
+    # Exports take seconds of CPU: one at a time, beside the predictions' and the trainings' queues.
+    button.click(_user_errors(exported), [run_state], [out, note], api_visibility="private",
+                 concurrency_limit=1, concurrency_id="export")
+
+
+ONNX_NOTE = ("The ONNX file takes the prepared image as float32 [N, C, H, W] in 0..1 and answers with probabilities "
+             "and a score; the README shows how to run it with onnxruntime.")
 
 
 def _offer_update(studio: Studio, own: dict, kind: str, key: str) -> tuple:

@@ -191,8 +191,19 @@ def alternating_flips(n: int, seed: int, device: torch.device | str = "cpu") -> 
     return masks
 
 
-def iterate_batches(n: int, batch_size: int, g: torch.Generator) -> Iterator[torch.Tensor]:
-    """Yield index tensors over range(n) in a fresh permutation from `g`, the last batch possibly smaller."""
+def batch_starts(n: int, batch_size: int, min_last: int = 1) -> list[int]:
+    """Where each batch of an epoch over n images starts; a last batch of fewer than `min_last` images joins the
+    one before (each of that many processes needs a part of every batch)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < min_last:
+        starts.pop()
+    return starts
+
+
+def iterate_batches(n: int, batch_size: int, g: torch.Generator, min_last: int = 1) -> Iterator[torch.Tensor]:
+    """Yield index tensors over range(n) in a fresh permutation from `g`, the last batch possibly smaller (see
+    `batch_starts`)."""
     order = torch.randperm(n, generator=g)
-    for start in range(0, n, batch_size):
-        yield order[start:start + batch_size]
+    starts = batch_starts(n, batch_size, min_last)
+    for start, end in zip(starts, starts[1:] + [n]):
+        yield order[start:end]

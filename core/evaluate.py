@@ -14,8 +14,8 @@ from . import checkpoint as ckpt
 from . import data as D
 from . import datasets
 
-__all__ = ["evaluate_model", "predict_logits", "fit_temperature", "tta_options", "energy_score",
-           "fit_unsure_threshold", "UNSURE_PASS", "main"]
+__all__ = ["evaluate_model", "predict_logits", "view_logits", "fit_temperature", "tta_options", "energy_score",
+           "fit_unsure_threshold", "checkpoint_data", "UNSURE_PASS", "main"]
 
 SAMPLE_COUNT = 24
 
@@ -28,12 +28,16 @@ def tta_options(meta: dict) -> dict:
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: bool = False,
                    tta_shift: int = 0) -> torch.Tensor:
-    """Logits for a uint8 (or 0-255 float) batch.
+    """Logits for a uint8 (or 0-255 float) batch, through the test-time views of `view_logits`."""
+    return view_logits(model, D.normalise(images, mean, std), tta_flip, tta_shift)
+
+
+def view_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, tta_shift: int = 0) -> torch.Tensor:
+    """Logits for a normalised batch (the one definition of the test-time views, exported to ONNX as it is).
 
     With `tta_flip`, averaged with the mirrored batch. With `tta_shift` = s > 0, the image counts half and two copies
     moved by s pixels diagonally (edges reflected) a quarter each; all views go through the model as one batch.
     """
-    x = D.normalise(images, mean, std)
     views, weights = [x], [1.0]
     if tta_shift:
         s, (h, w) = tta_shift, x.shape[-2:]
@@ -43,7 +47,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: 
     if tta_flip:
         views += [v.flip(3) for v in views]
         weights = [w / 2 for w in weights] * 2
-    n = len(x)
+    n = x.shape[0]
     batch = torch.cat(views).contiguous(memory_format=torch.channels_last)
     logits = model(batch).float().view(len(views), n, -1)
     return (logits * torch.tensor(weights, device=logits.device)[:, None, None]).sum(0)
@@ -141,6 +145,20 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
                         "images": data.images[sample.to(data.images.device)].cpu()}}
 
 
+def checkpoint_data(payload: dict, split: str, root: str | None = None, download: bool = True) -> D.ImageData:
+    """A split of a checkpoint's dataset as its model saw it: at its input size, read as its kind, normalised with
+    its statistics (a transferred model: its source's). An image folder defaults to the folder it was trained on."""
+    c, size, _ = payload["input_shape"]
+    cfg = payload.get("config", {})
+    if datasets.get_dataset_spec(payload["dataset"]).folder:
+        root = root or cfg.get("data_root")
+    data = datasets.load_dataset(payload["dataset"], split, root, download, size, c, cfg.get("seed", 0),
+                                 datasets.checkpoint_kind(payload))
+    if data.classes != payload["classes"]:
+        raise D.DataError(f"the {split} set's classes {data.classes} differ from the checkpoint's")
+    return replace(data, mean=tuple(payload["mean"]), std=tuple(payload["std"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description="Evaluate a checkpoint on its test set.")
     p.add_argument("--checkpoint", required=True)
@@ -160,20 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         payload = ckpt.load_checkpoint(args.checkpoint)
         model = ckpt.build_from_checkpoint(payload)
-        c, size, _ = payload["input_shape"]
-        cfg = payload.get("config", {})
-        folder = datasets.get_dataset_spec(payload["dataset"]).folder
-        root = (args.data_root or cfg.get("data_root")) if folder else args.data_root
-        def load(split: str) -> D.ImageData:  # normalised as the model was trained (a transferred one: its source's)
-            data = datasets.load_dataset(payload["dataset"], split, root, args.download, size, c, cfg.get("seed", 0),
-                                         datasets.checkpoint_kind(payload))
-            return replace(data, mean=tuple(payload["mean"]), std=tuple(payload["std"]))
-
-        test = load("test")
-        if test.classes != payload["classes"]:
-            raise D.DataError(f"the test set's classes {test.classes} differ from the checkpoint's")
+        test = checkpoint_data(payload, "test", args.data_root, args.download)
         if args.calibrate or args.fit_unsure:
-            train = load("train")
+            train = checkpoint_data(payload, "train", args.data_root, args.download)
             subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
             if args.calibrate:
                 payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))

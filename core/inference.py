@@ -24,7 +24,7 @@ from .evaluate import energy_score, predict_logits, tta_options
 
 __all__ = ["InputError", "decoding_error", "sketch_to_digit", "load_photo", "photo_to_input", "greyscale_to_input",
            "picture_to_input", "Predictor", "Judgement", "top_k",
-           "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES", "open_image"]
+           "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES", "open_image", "PREPARATION"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
 MAX_FILE_BYTES = 30 * 1024 * 1024
@@ -37,6 +37,19 @@ MAX_SKETCH_SIDE = 4096
 # there but breaks the hairlines of bold serif digits.
 SKETCH_STROKE_4X = (3.7, 7.7)
 MIN_INK_PIXELS = 12
+
+
+# How each input kind (core.data.INPUT_KINDS) is prepared before a model sees it: what a port of the app (an
+# exported ONNX model, core.export) must do to answer as the app does.
+PREPARATION = {
+    "sketch": "core.inference.sketch_to_digit: ink found whatever the colours (distance from the border's median), "
+              "cropped, scaled to fit 20x20 keeping the aspect ratio (bilinear at 4x), stroke width brought into "
+              "3.7-7.7 px at 4x, centred by centre of mass in 28x28, white on black, values 0..1",
+    "greyscale": "core.inference.greyscale_to_input: upright, transparency on white, centre-cropped square, resized "
+                 "(Lanczos), grey (0.299 R + 0.587 G + 0.114 B), inverted if the border's median is light",
+    "photo": "core.inference.photo_to_input: upright (EXIF), transparency on white, centre-cropped square, resized "
+             "(Lanczos), RGB",
+}
 
 
 class InputError(ValueError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -23,7 +24,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import data as D
-from . import datasets, models, transfer
+from . import datasets, distributed, models, transfer
 from .evaluate import evaluate_model, fit_temperature, fit_unsure_threshold, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
@@ -179,6 +180,8 @@ class Run:
     parameters: int
     steps_per_epoch: int
     total_steps: int
+    world: distributed.World
+    trainer: nn.Module  # what training steps run through: `model`, or DDP over it across processes
     start_epoch: int = 1
     step: int = 0
     train_seconds: float = 0.0
@@ -195,15 +198,16 @@ class EpochResult:
     """What one pass over the training batches did, and why it ended."""
     ended: str  # "done" (all batches), "stopped" (should_stop), "steps" (max_steps), "time" (max_seconds)
     seen: int
-    loss_sum: torch.Tensor
-    correct: torch.Tensor
+    loss_sum: float  # over every rank's images
+    correct: float
     seconds: float
     lr: float
 
 
 def build_run(cfg: TrainConfig) -> Run:
     """Load the data, resolve the config against the model's recipe for its kind, build model and optimizer."""
-    device = pick_device(cfg.device)
+    world = distributed.current()
+    device = world.device or pick_device(cfg.device)
     source = transfer.load_source(cfg.init_from) if cfg.init_from else None
     if cfg.freeze_backbone and source is None:
         raise ValueError("freeze_backbone needs a checkpoint to start from (init_from / --init-from)")
@@ -231,8 +235,12 @@ def build_run(cfg: TrainConfig) -> Run:
     test_set = load("test") if cfg.test else None
     if test_set is not None and len(test_set) == 0:
         test_set = None  # a folder too small to hold any image out
-    if len(train_set) < 2:
-        raise D.DataError("the training set needs at least two images")
+    if len(train_set) < max(2, world.size):
+        raise D.DataError(f"the training set needs at least {max(2, world.size)} images")
+    if cfg.batch_size % world.size:
+        lower = max(world.size, cfg.batch_size - cfg.batch_size % world.size)
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and does not divide among "
+                         f"{world.size} processes: use {lower} or {lower + world.size}")
 
     torch.manual_seed(cfg.seed)
     spec = models.get_spec(cfg.model)
@@ -254,7 +262,7 @@ def build_run(cfg: TrainConfig) -> Run:
 
     use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
     amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    steps_per_epoch = len(D.batch_starts(len(train_set), cfg.batch_size, world.size))
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -263,11 +271,13 @@ def build_run(cfg: TrainConfig) -> Run:
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
                           train_set.std, model_kwargs, kind=train_set.kind, config=asdict(cfg),
                           tta_flip=train_set.tta_flip, tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
+    trainer = distributed.wrap(model, world)
     return Run(cfg, device, train_set.to(device), val_set.to(device) if val_set is not None else None,
                test_set.to(device) if test_set is not None else None, model,
                _make_optimizer(cfg, model, spec.norm_bias_lr_scale),
                torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16), amp_dtype,
-               memory_format, flips, meta, models.count_parameters(model), steps_per_epoch, total_steps)
+               memory_format, flips, meta, models.count_parameters(model), steps_per_epoch, total_steps, world,
+               trainer)
 
 
 def restore(run: Run, path: str) -> None:
@@ -286,9 +296,9 @@ def restore(run: Run, path: str) -> None:
     run.latest = (str(path), True)  # until this run writes its first epoch
 
 
-def _check_finite(loss_sum: torch.Tensor, step: int) -> None:
-    if not torch.isfinite(loss_sum):
-        raise FloatingPointError(f"loss became {loss_sum.item()} by step {step}; lower the learning rate")
+def _check_finite(loss_sum: float, step: int) -> None:
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"loss became {loss_sum} by step {step}; lower the learning rate")
 
 
 def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generator[dict, None, EpochResult]:
@@ -297,30 +307,36 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
     Loss and accuracy are summed on the device; the host reads them (one sync) only at progress points, where a
     loss that is no longer finite ends the run.
     """
-    cfg, model, train = run.cfg, run.model, run.train_set
+    cfg, model, train, world = run.cfg, run.model, run.train_set, run.world
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    model.train()
+    # Every rank draws the same permutation from `g`; each augments its own part of a batch with its own draws.
+    augment_g = g if world.size == 1 else torch.Generator().manual_seed(cfg.seed * 100_003 + epoch
+                                                                        + 7_919 * world.rank)
+    run.trainer.train()
     if cfg.freeze_backbone:
         models.hold_norms(model)
     t0 = time.perf_counter()
-    seen, lr, ended = 0, cfg.lr, "done"
-    loss_sum = torch.zeros((), device=run.device)
-    correct = torch.zeros((), dtype=torch.long, device=run.device)
+    seen, batches_done, lr, ended = 0, 0, cfg.lr, "done"
+    # This rank's sums of loss and right answers; `distributed.total` adds the ranks' when they are read.
+    sums = torch.zeros(2, device=run.device)
     progress_every = max(1, run.steps_per_epoch // 20)
-    for batch_index in D.iterate_batches(len(train), cfg.batch_size, g):
-        if should_stop():
+    for batch_index in D.iterate_batches(len(train), cfg.batch_size, g, world.size):
+        timed = bool(cfg.max_seconds) and run.train_seconds + time.perf_counter() - t0 >= cfg.max_seconds
+        stop, timed = distributed.agree([should_stop(), timed], world, run.device)
+        if stop:
             ended = "stopped"
             break
         if run.step >= run.total_steps:
             ended = "steps"
             break
-        if cfg.max_seconds and run.train_seconds + time.perf_counter() - t0 >= cfg.max_seconds:
+        if timed:
             ended = "time"
             break
-        batch_index = batch_index.to(run.device)
-        x, y = train.images[batch_index], train.labels[batch_index]
+        part, share = distributed.rank_part(batch_index, world)
+        part = part.to(run.device)
+        x, y = train.images[part], train.labels[part]
         if cfg.augment:
-            x = D.augment_batch(x, train.augment, g, run.flips(batch_index, epoch) if run.flips else None)
+            x = D.augment_batch(x, train.augment, augment_g, run.flips(part, epoch) if run.flips else None)
         else:
             x = x.float()
         x = D.normalise(x, train.mean, train.std).contiguous(memory_format=run.memory_format)
@@ -328,27 +344,28 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
         for group in run.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
-            logits = model(x)
+            logits = run.trainer(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
+        # A part smaller than the others (the last batch's) weighs as its images do in the global mean.
+        run.scaler.scale(loss if share == 1.0 else loss * share).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.step += 1
-        n = len(y)
-        seen += n
-        loss_sum += loss.detach().float() * n
-        correct += (logits.argmax(1) == y).sum()
-        batches_done = math.ceil(seen / cfg.batch_size)
+        batches_done += 1
+        seen += len(batch_index)
+        sums += torch.stack([loss.detach().float() * len(y), (logits.argmax(1) == y).sum().float()])
         if batches_done % progress_every == 0 or batches_done == run.steps_per_epoch:
+            loss_sum, correct = distributed.total(sums, world).tolist()
             _check_finite(loss_sum, run.step)
             elapsed = time.perf_counter() - t0
             rate = seen / max(elapsed, 1e-9)
             left = min(len(train) - seen, (run.total_steps - run.step) * cfg.batch_size)
             yield {"type": "progress", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
                    "steps": run.total_steps, "batch": batches_done, "batches": run.steps_per_epoch,
-                   "loss": loss.item(), "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
+                   "loss": loss.item(), "train_loss": loss_sum / seen, "train_acc": correct / seen,
                    "images_per_s": rate, "eta_s": left / max(rate, 1e-9)}
+    loss_sum, correct = distributed.total(sums, world).tolist()
     if seen:
         _check_finite(loss_sum, run.step)
     return EpochResult(ended, seen, loss_sum, correct, time.perf_counter() - t0, lr)
@@ -362,14 +379,16 @@ def _event_metrics(run: Run, data: D.ImageData, last: bool) -> dict:
 
 
 def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
-    """The epoch's report: train figures, evaluation when due, calibration after the last, the checkpoint."""
-    cfg = run.cfg
+    """The epoch's report: train figures, evaluation when due, calibration after the last, the checkpoint.
+
+    Across processes, rank 0 alone evaluates (on the whole sets), calibrates and writes; the others wait for it."""
+    cfg, main = run.cfg, run.world.main
     run.train_seconds += result.seconds
     report = {"type": "epoch", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
-              "train_loss": result.loss_sum.item() / result.seen, "train_acc": result.correct.item() / result.seen,
+              "train_loss": result.loss_sum / result.seen, "train_acc": result.correct / result.seen,
               "lr": result.lr, "seconds": result.seconds, "train_seconds": run.train_seconds,
               "images_per_s": result.seen / result.seconds}
-    if last or epoch % cfg.eval_every == 0:
+    if main and (last or epoch % cfg.eval_every == 0):
         if run.val_set is not None:
             v = _event_metrics(run, run.val_set, last)
             report.update(val_loss=v["loss"], val_acc=v["acc"])
@@ -380,7 +399,7 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
             if t["parts"]:  # a test set of several sources, each scored apart
                 report["test_parts"] = t["parts"]
     run.history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
-    if last:
+    if main and last:
         # Calibrate on held-out data when there is some, else on (unaugmented) training images.
         calib = run.val_set if run.val_set is not None else run.train_set.subset(
             torch.randperm(len(run.train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000])
@@ -391,7 +410,7 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
         run.meta["unsure_threshold"] = report["unsure_threshold"] = fit_unsure_threshold(
             run.model, calib, run.meta["temperature"], **tta_options(run.meta), device=run.device,
             augment=run.val_set is None, seed=cfg.seed)
-    if cfg.out:
+    if cfg.out and main:
         metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts")
                    if k in report}
         train_state = {"optimizer": run.optimizer.state_dict(), "epoch": epoch, "step": run.step,
@@ -399,8 +418,10 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
                        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {}}
         ckpt.save_checkpoint(cfg.out, {**run.meta, "metrics": metrics, "history": run.history, "epoch": epoch},
                              run.model.state_dict(), None if last else train_state)
+    if cfg.out:
         report["checkpoint"] = str(cfg.out)
         run.latest = (str(cfg.out), not last)
+    distributed.barrier(run.world)
     return report
 
 
@@ -409,7 +430,8 @@ def start_event(run: Run) -> dict:
             "amp": str(run.amp_dtype) if run.use_amp else None, "train_size": len(run.train_set),
             "val_size": len(run.val_set) if run.val_set else 0, "test_size": len(run.test_set) if run.test_set else 0,
             "classes": run.train_set.classes, "parameters": run.parameters, "steps_per_epoch": run.steps_per_epoch,
-            "total_steps": run.total_steps, "start_epoch": run.start_epoch}
+            "total_steps": run.total_steps, "start_epoch": run.start_epoch, "processes": run.world.size,
+            "backend": run.world.backend}
 
 
 def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
@@ -519,16 +541,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (torchrun's stop, a job scheduler's) ends the run as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; under torchrun, one process of a distributed run (core.distributed), of which rank 0 prints."""
     from tqdm import tqdm
 
     args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    world = distributed.SINGLE
     try:
+        world = distributed.join(args.device)
         cfg = config_from_args(args)
         bar = None
         summary: dict = {}
         for event in train(cfg):
             kind = event["type"]
+            if not world.main:
+                continue
             if kind == "start":
                 print(start_line(event), file=sys.stderr)
             elif kind == "progress":
@@ -548,12 +580,18 @@ def main(argv: list[str] | None = None) -> int:
         if bar is not None:
             bar.close()
     except (D.DataError, ckpt.CheckpointError, ValueError, FloatingPointError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Under torchrun, a failing rank says so (a peer that died shows here as a closed connection).
+        rank = f"rank {world.rank}: " if world.size > 1 else ""
+        print(f"error: {rank}{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
+        if world.main:
+            print("interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr)
         return 130
-    if args.json:
+    finally:
+        distributed.leave()
+    if args.json and world.main:
         print(json.dumps(summarize(summary)))
     return 0
 
@@ -566,9 +604,10 @@ def summarize(event: dict) -> dict:
 def start_line(e: dict) -> str:
     """The log line for a start event (CLI and web app)."""
     c = e["config"]
+    processes = f" x {e['processes']} processes ({e['backend']})" if e.get("processes", 1) > 1 else ""
     return (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, {e['test_size']} test) "
-            f"| {e['parameters']:,} parameters | device {e['device']}{' amp ' + e['amp'] if e['amp'] else ''} "
-            f"| {c['optimizer']} lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
+            f"| {e['parameters']:,} parameters | device {e['device']}{' amp ' + e['amp'] if e['amp'] else ''}"
+            f"{processes} | {c['optimizer']} lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
 
 
 def epoch_line(e: dict) -> str:

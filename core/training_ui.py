@@ -30,6 +30,7 @@ from . import checkpoint as ckpt
 from . import data as D
 from . import datasets, models, plots
 from . import train as T
+from .export import ExportError, export_onnx
 from .handlers import DIGITS, kind_of
 from .inference import InputError, Predictor
 from .own_classes import KINDS as OWN_KINDS
@@ -497,6 +498,21 @@ class TrainingService:
                 self._active_dirs.discard(run_dir)
         own, kind, key, message = _offer(replace(predictor, path=copy), session_models)
         return own, kind, key, {"checkpoint": str(copy), "resumable": "train_state" in payload}, message
+
+    def onnx_file(self, path: str | None) -> str:
+        """A run's checkpoint (or an uploaded copy) as ONNX (core.export), written beside it once."""
+        if not path:
+            raise InputError("there is no checkpoint yet: train (at least one epoch) or upload one first")
+        out = Path(path).with_suffix(".onnx")
+        try:
+            if not (out.is_file() and out.stat().st_mtime >= Path(path).stat().st_mtime):
+                export_onnx(path, out)
+        except (ckpt.CheckpointError, FileNotFoundError) as exc:
+            raise InputError(f"this checkpoint cannot be exported ({exc}); runs are kept "
+                             f"{RUN_MAX_AGE_S // 3600} hours") from None
+        except ExportError as exc:
+            raise InputError(str(exc)) from None
+        return str(out)
 
 
 def lower_thread_priority(niceness: int) -> bool:

@@ -244,6 +244,24 @@ def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
         service.use_checkpoint(None, own)
 
 
+
+def test_onnx_download_of_an_uploaded_model_is_written_once_beside_it(tmp_path):
+    import onnxruntime as ort
+
+    service = TrainingService(runs_root=tmp_path / "runs")
+    with pytest.raises(InputError, match="no checkpoint yet"):
+        service.onnx_file(None)
+    with pytest.raises(InputError, match="cannot be exported"):
+        service.onnx_file(str(tmp_path / "runs" / "gone.pt"))  # a run folder already removed
+    run = service.adopt_upload(str(SHIPPED_DIGITS), {})[3]
+    path = Path(service.onnx_file(run["checkpoint"]))
+    assert path.parent == Path(run["checkpoint"]).parent and path.suffix == ".onnx"
+    session = ort.InferenceSession(str(path))
+    probs, _ = session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    written = path.stat().st_mtime_ns
+    assert service.onnx_file(run["checkpoint"]) == str(path) and path.stat().st_mtime_ns == written  # not again
+
 # ---------------------------------------------------------------------------------------------------------------
 # Through the API of a launched app
 
