@@ -56,11 +56,16 @@ class Deployable(nn.Module):
         return torch.softmax(logits / self.temperature, 1), energy_score(logits, self.temperature)
 
 
+def _views(payload: dict, single_view: bool) -> dict:
+    """The test-time views the exported graph averages: the checkpoint's, or none."""
+    return {"tta_flip": False, "tta_shift": 0} if single_view else tta_options(payload)
+
+
 def metadata(payload: dict, single_view: bool = False) -> dict[str, str]:
     """The model's metadata_props: what a program needs to use the file without this project."""
     c, size, _ = payload["input_shape"]
     kind = checkpoint_kind(payload)
-    tta = {"tta_flip": False, "tta_shift": 0} if single_view else tta_options(payload)
+    tta = _views(payload, single_view)
     views = [name for name, on in (("mirror", tta["tta_flip"]), (f"shifted by {tta['tta_shift']} px",
                                                                   tta["tta_shift"])) if on]
     props = {
@@ -98,7 +103,7 @@ def export_onnx(source: str | Path | dict, out: str | Path, opset: int = DEFAULT
         raise ExportError(f"the opset must be {OPSETS.start} to {OPSETS.stop - 1} (got {opset})")
     payload = ckpt.load_checkpoint(source) if isinstance(source, (str, Path)) else source
     net = ckpt.build_from_checkpoint(payload)
-    tta = {"tta_flip": False, "tta_shift": 0} if single_view else tta_options(payload)
+    tta = _views(payload, single_view)
     model = Deployable(net, payload["mean"], payload["std"], payload.get("temperature", 1.0), **tta).eval()
     c, size, _ = payload["input_shape"]
     example = torch.rand(2, c, size, size)
