@@ -25,6 +25,7 @@ from bench.serving import ARTIFACTS, chromium, serve_app  # noqa: E402
 from core.strokes import CANVAS, layout_strokes  # noqa: E402
 
 POLL_MS = 150  # how often a label is read while waiting for it to settle
+CLEARED_QUIET_S = 0.5  # after Clear the page sends at most the empty canvas; the replay waits this long for quiet
 
 
 def canvas_geometry(page, pad: str = "#sketch") -> tuple[float, float, float]:
@@ -170,7 +171,7 @@ def replay(page, digits: list[dict]) -> dict:
         results.append({"label": d["label"], "writer": d["writer"], "layout": layout, "predicted": predicted})
         if predicted != str(d["label"]):
             page.screenshot(path=str(ARTIFACTS / f"draw-{i:03d}-{d['label']}-as-{predicted}.png"))
-        clear_sketch(page, network)
+        clear_sketch(page, network, quiet=CLEARED_QUIET_S)
     correct = sum(r["predicted"] == str(r["label"]) for r in results)
     return {"digits": len(results), "correct": correct, "accuracy": correct / len(results),
             "seconds": round(time.monotonic() - t0, 1), "redrawn_after_reload": redrawn,

@@ -42,12 +42,30 @@ class ImageData:
     tta_flip: bool = True  # whether its models are scored on each image and its mirror image too
     # Named index ranges [start, stop) of a set assembled from several sources, scored apart as well as together.
     parts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Per image, who made it (a writer's number) or -1 when unknown: a validation split holds out whole groups, so
+    # it measures people the model has not learnt from.
+    groups: torch.Tensor | None = None
+    # Per image, the drawing it renders (images of one item are renderings of one drawing) or -1; each training
+    # epoch then uses `per_epoch` of an item's renderings, drawn afresh (`epoch_pool`). None: every image, always.
+    items: torch.Tensor | None = None
+    per_epoch: int = 1
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> ImageData:
-        return replace(self, images=self.images[index], labels=self.labels[index], parts={})
+        """The images at `index`; an ascending index keeps the parts (renumbered), any other drops them."""
+        index = torch.as_tensor(index)
+        parts = {}
+        if self.parts and (len(index) < 2 or bool((index[1:] > index[:-1]).all())):
+            counts = {name: int(((index >= a) & (index < b)).sum()) for name, (a, b) in self.parts.items()}
+            start = 0
+            for name in sorted(self.parts, key=lambda name: self.parts[name][0]):
+                parts[name] = (start, start + counts[name])
+                start += counts[name]
+        groups, items = (t[index.to(t.device)] if t is not None else None for t in (self.groups, self.items))
+        return replace(self, images=self.images[index], labels=self.labels[index], parts=parts, groups=groups,
+                       items=items)
 
     def to(self, device: torch.device | str) -> ImageData:
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
@@ -84,14 +102,26 @@ def cached(key: str, build: Callable[[], dict]) -> dict:
 
 
 def split_train_val(data: ImageData, val_fraction: float, seed: int) -> tuple[ImageData, ImageData | None]:
-    """Seeded split of `data` into (train, validation); `val_fraction` 0 means no validation set."""
+    """Seeded split of `data` into (train, validation); `val_fraction` 0 means no validation set.
+
+    Images with a group (`data.groups` >= 0, e.g. a writer) are held out by whole groups, that share of the groups;
+    the others by image. Both sides keep their order, so a set of several parts keeps them (scored apart)."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError("val_split must be in [0, 1)")
     if val_fraction == 0:
         return data, None
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    n_val = max(1, int(round(len(data) * val_fraction)))
-    return data.subset(perm[n_val:]), data.subset(perm[:n_val])
+    g = torch.Generator().manual_seed(seed)
+    groups = data.groups if data.groups is not None else torch.full((len(data),), -1, dtype=torch.long)
+    val = torch.zeros(len(data), dtype=torch.bool)
+    loose = torch.nonzero(groups < 0).flatten()
+    if len(loose):
+        n_val = max(1, int(round(len(loose) * val_fraction)))
+        val[loose[torch.randperm(len(loose), generator=g)[:n_val]]] = True
+    names = torch.unique(groups[groups >= 0])
+    if len(names):
+        held = names[torch.randperm(len(names), generator=g)[:max(1, int(round(len(names) * val_fraction)))]]
+        val |= torch.isin(groups, held)
+    return data.subset(torch.nonzero(~val).flatten()), data.subset(torch.nonzero(val).flatten())
 
 
 def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -198,6 +228,27 @@ def batch_starts(n: int, batch_size: int, min_last: int = 1) -> list[int]:
     if len(starts) > 1 and n - starts[-1] < min_last:
         starts.pop()
     return starts
+
+
+def epoch_pool(data: ImageData, g: torch.Generator) -> torch.Tensor | None:
+    """The images one training epoch uses, ascending: every image without an item, and `data.per_epoch` of each
+    item's renderings picked at random from `g` (all of them if it has fewer). None: every image."""
+    if data.items is None:
+        return None
+    order = torch.randperm(len(data), generator=g)
+    order = order[torch.argsort(data.items[order], stable=True)]  # grouped by item, random within each
+    items = data.items[order]
+    rank = torch.arange(len(order)) - torch.searchsorted(items, items)  # place within its item
+    return order[(items < 0) | (rank < data.per_epoch)].sort().values
+
+
+def epoch_size(data: ImageData) -> int:
+    """How many images one training epoch uses (see `epoch_pool`)."""
+    if data.items is None:
+        return len(data)
+    loose = int((data.items < 0).sum())
+    counts = torch.unique(data.items[data.items >= 0], return_counts=True)[1]
+    return loose + int(counts.clamp(max=data.per_epoch).sum())
 
 
 def iterate_batches(n: int, batch_size: int, g: torch.Generator, min_last: int = 1) -> Iterator[torch.Tensor]:

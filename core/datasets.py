@@ -46,6 +46,7 @@ FAST_MODEL = {"sketch": "digitnet", "greyscale": "digitnet", "photo": "cifarnet"
 PENDIGITS_URL = "https://archive.ics.uci.edu/static/public/81/pen+based+recognition+of+handwritten+digits.zip"
 PENDIGITS_FILES = {"train": "pendigits-orig.tra", "test": "pendigits-orig.tes"}
 PENDIGITS_RENDERS = 4  # random renderings of each pen digit, made once and cached
+HANDWRITING_PER_EPOCH = 0  # handwriting training: renderings of each pen digit one epoch uses (0: all of them)
 PENDIGITS_TEST_SHARE = 0.2  # without the test file: this share of whole writers held out (6 of 30), by the seed
 # Image folders: the input (channels, size) a kind is read as unless asked otherwise, the share of each class held
 # out for testing when the folder has no train/ and test/, and the file by which a folder records its kind.
@@ -148,7 +149,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     mean, std = (spec.mean, spec.std) if spec.channels else ((spec.mean[0],) * c, (spec.std[0],) * c)
     kind = data.get("kind") or spec.kind_for(c)
     return ImageData(data["images"], data["labels"], list(data["classes"]), mean, std, name, kind,
-                     spec.augment_for(c, kind), spec.tta_flip_for(c, kind), data.get("parts", {}))
+                     spec.augment_for(c, kind), spec.tta_flip_for(c, kind), data.get("parts", {}), data.get("groups"),
+                     data.get("items"), data.get("per_epoch", 1))
 
 
 def checkpoint_kind(meta: dict) -> str:
@@ -437,14 +439,16 @@ def _load_pendigits(a: LoadArgs) -> dict:
     train_file, test_file = _pen_file(a, "train"), _pen_file(a, "test")
     if test_file is not None:
         data = _rendered_pen_file(train_file if a.train else test_file, PENDIGITS_RENDERS)
-        return {"images": data["images"], "labels": data["labels"], "classes": DIGIT_CLASSES}
+        return {"images": data["images"], "labels": data["labels"], "classes": DIGIT_CLASSES,
+                "groups": data["writers"].long()}
     data = _rendered_pen_file(train_file, PENDIGITS_RENDERS)
     writers = torch.unique(data["writers"])
     held_out = writers[torch.randperm(len(writers), generator=torch.Generator().manual_seed(a.seed))]
     held_out = held_out[:max(1, round(len(writers) * PENDIGITS_TEST_SHARE))]
     test = torch.isin(data["writers"], held_out)
     keep = ~test if a.train else test
-    return {"images": data["images"][keep], "labels": data["labels"][keep], "classes": DIGIT_CLASSES}
+    return {"images": data["images"][keep], "labels": data["labels"][keep], "classes": DIGIT_CLASSES,
+            "groups": data["writers"][keep].long()}
 
 
 def _load_handwriting(a: LoadArgs) -> dict:
@@ -458,8 +462,16 @@ def _load_handwriting(a: LoadArgs) -> dict:
             return {**mnist, "parts": parts}
         pen = _rendered_pen_file(test_file, PENDIGITS_RENDERS)
     parts["pendigits"] = (len(mnist["labels"]), len(mnist["labels"]) + len(pen["labels"]))
-    return {"images": torch.cat([mnist["images"], pen["images"]]), "labels": torch.cat([mnist["labels"],
-            pen["labels"]]), "classes": DIGIT_CLASSES, "parts": parts if not a.train else {}}
+    # Writers are known for the pen digits only; a validation split holds them out whole (core.data).
+    no_one = torch.full((len(mnist["labels"]),), -1, dtype=torch.long)
+    out = {"images": torch.cat([mnist["images"], pen["images"]]), "labels": torch.cat([mnist["labels"],
+           pen["labels"]]), "classes": DIGIT_CLASSES, "parts": parts,
+           "groups": torch.cat([no_one, pen["writers"].long()])}
+    if a.train and 0 < HANDWRITING_PER_EPOCH < PENDIGITS_RENDERS:
+        # The renderings of a digit are consecutive: each epoch trains on a fresh choice among them.
+        drawing = torch.arange(len(pen["labels"])) // PENDIGITS_RENDERS
+        out.update(items=torch.cat([no_one, drawing]), per_epoch=HANDWRITING_PER_EPOCH)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weig
           "eval_every": (1, 200), "max_train_images": (0, 10_000_000), "tta_shift": (0, 4)}
 # The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
 SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
-                "images_per_s", "checkpoint", "stopped", "per_class")
+                "images_per_s", "checkpoint", "stopped", "per_class", "val_parts", "test_parts")
 
 
 @dataclass
@@ -262,7 +262,7 @@ def build_run(cfg: TrainConfig) -> Run:
 
     use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
     amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
-    steps_per_epoch = len(D.batch_starts(len(train_set), cfg.batch_size, world.size))
+    steps_per_epoch = len(D.batch_starts(D.epoch_size(train_set), cfg.batch_size, world.size))
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -320,7 +320,12 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
     # This rank's sums of loss and right answers; `distributed.total` adds the ranks' when they are read.
     sums = torch.zeros(2, device=run.device)
     progress_every = max(1, run.steps_per_epoch // 20)
-    for batch_index in D.iterate_batches(len(train), cfg.batch_size, g, world.size):
+    # The renderings this epoch uses, where a drawing has several (the same on every rank); None: every image.
+    pool = D.epoch_pool(train, torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 104_729))
+    n = len(train) if pool is None else len(pool)
+    for batch_index in D.iterate_batches(n, cfg.batch_size, g, world.size):
+        if pool is not None:
+            batch_index = pool[batch_index]
         timed = bool(cfg.max_seconds) and run.train_seconds + time.perf_counter() - t0 >= cfg.max_seconds
         stop, timed = distributed.agree([should_stop(), timed], world, run.device)
         if stop:
@@ -360,7 +365,7 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
             _check_finite(loss_sum, run.step)
             elapsed = time.perf_counter() - t0
             rate = seen / max(elapsed, 1e-9)
-            left = min(len(train) - seen, (run.total_steps - run.step) * cfg.batch_size)
+            left = min(n - seen, (run.total_steps - run.step) * cfg.batch_size)
             yield {"type": "progress", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
                    "steps": run.total_steps, "batch": batches_done, "batches": run.steps_per_epoch,
                    "loss": loss.item(), "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -392,6 +397,8 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
         if run.val_set is not None:
             v = _event_metrics(run, run.val_set, last)
             report.update(val_loss=v["loss"], val_acc=v["acc"])
+            if v["parts"]:
+                report["val_parts"] = v["parts"]
         if run.test_set is not None:
             t = _event_metrics(run, run.test_set, last)
             report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],
@@ -411,7 +418,8 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
             run.model, calib, run.meta["temperature"], **tta_options(run.meta), device=run.device,
             augment=run.val_set is None, seed=cfg.seed)
     if cfg.out and main:
-        metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts")
+        metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts",
+                                          "val_parts")
                    if k in report}
         train_state = {"optimizer": run.optimizer.state_dict(), "epoch": epoch, "step": run.step,
                        "train_seconds": run.train_seconds,
@@ -614,9 +622,11 @@ def epoch_line(e: dict) -> str:
     """The log line for an epoch report (CLI and web app)."""
     parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}", f"train_acc {e['train_acc']:.4f}"]
     if "val_acc" in e:
-        parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}")
+        parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}"
+                     + "".join(f" {name} {acc:.4f}" for name, acc in e.get("val_parts", {}).items()))
     if "test_acc" in e:
-        parts.append(f"test_acc {e['test_acc']:.4f}")
+        parts.append(f"test_acc {e['test_acc']:.4f}"
+                     + "".join(f" {name} {acc:.4f}" for name, acc in e.get("test_parts", {}).items()))
     parts.append(f"lr {e['lr']:.4g} | {e['seconds']:.1f}s {e['images_per_s']:.0f} img/s")
     return " | ".join(parts)
 

@@ -95,6 +95,25 @@ def test_split_is_seeded_and_disjoint():
     assert not set(a_val.labels.tolist()) & set(a_train.labels.tolist())
 
 
+def test_each_epoch_uses_a_fresh_choice_of_an_items_renderings_and_every_loose_image():
+    items = torch.tensor([-1, -1, -1] + [i // 4 for i in range(40)])  # 3 loose images, 10 drawings x 4 renderings
+    data = D.ImageData(torch.zeros(43, 1, 4, 4, dtype=torch.uint8), torch.arange(43), ["a"], (0.5,), (0.5,), "x",
+                       items=items, per_epoch=2)
+    g = torch.Generator().manual_seed(0)
+    pools = [D.epoch_pool(data, g) for _ in range(4)]
+    assert D.epoch_size(data) == 3 + 10 * 2 and all(len(p) == D.epoch_size(data) for p in pools)
+    for pool in pools:
+        assert pool[:3].tolist() == [0, 1, 2] and torch.equal(pool, pool.sort().values)
+        assert torch.bincount(items[pool[3:]], minlength=10).tolist() == [2] * 10
+    assert len({tuple(p.tolist()) for p in pools}) == 4  # drawn afresh
+    # Over epochs every rendering is used; without items the pool is everything.
+    pools += [D.epoch_pool(data, g) for _ in range(16)]
+    assert set(torch.cat(pools).tolist()) == set(range(43))
+    assert D.epoch_pool(D.ImageData(data.images, data.labels, ["a"], (0.5,), (0.5,), "x"), g) is None
+    # A subset (a validation split, a size cap) keeps the items of the images it keeps.
+    assert torch.equal(data.subset(torch.tensor([5, 9])).items, torch.tensor([0, 1]))
+
+
 def test_batched_augmentation_shapes_ranges_and_randomness():
     g = torch.Generator().manual_seed(0)
     photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)

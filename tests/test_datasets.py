@@ -15,6 +15,7 @@ from unipen_sample import synthetic_unipen
 
 from conftest import ROOT
 from core import checkpoint as ckpt
+from core import data as D
 from core import datasets as DS
 from core import models
 from core.data import AUGMENTATIONS, INPUT_KINDS, DataError
@@ -156,6 +157,33 @@ def test_pendigits_test_file_is_used_when_present_and_handwriting_joins_mnist(tm
     assert DS.load_dataset("handwriting", "test", root=root, download=False).parts == {"mnist": (0, 20)}
 
 
+def test_a_validation_split_of_handwriting_holds_out_whole_writers_and_scores_its_parts(tmp_path):
+    root = _idx_root(_pen_root(tmp_path), "MNIST")
+    data = DS.load_dataset("handwriting", "train", root=root, download=False)
+    writers = data.groups[data.groups >= 0].unique()
+    assert len(writers) == 5 and int((data.groups < 0).sum()) == 20
+    train, val = D.split_train_val(data, 0.4, seed=0)
+    held = set(val.groups[val.groups >= 0].tolist())
+    assert len(held) == 2 and not held & set(train.groups[train.groups >= 0].tolist())
+    assert val.parts == {"mnist": (0, 8), "pendigits": (8, len(val))}
+    assert train.parts == {"mnist": (0, 12), "pendigits": (12, len(train))}
+    assert bool((val.groups[:8] < 0).all()) and bool((val.groups[8:] >= 0).all())
+    # The pen part of the validation set is every rendering of the held-out writers, and only theirs.
+    assert len(val) - 8 == int(torch.isin(data.groups, torch.tensor(sorted(held))).sum())
+    assert torch.equal(D.split_train_val(data, 0.4, seed=0)[1].labels, val.labels)
+    assert set(D.split_train_val(data, 0.4, seed=1)[1].groups.tolist()) != held | {-1}
+
+
+def test_handwriting_can_train_each_epoch_on_some_of_a_digits_renderings(tmp_path, monkeypatch):
+    root = _idx_root(_pen_root(tmp_path), "MNIST")
+    monkeypatch.setattr(DS, "HANDWRITING_PER_EPOCH", 1)
+    data = DS.load_dataset("handwriting", "train", root=root, download=False)
+    r = DS.PENDIGITS_RENDERS
+    assert data.per_epoch == 1 and D.epoch_size(data) == 20 + 50
+    assert data.items[:20].eq(-1).all() and torch.equal(data.items[20:], torch.arange(50 * r) // r)
+    assert DS.load_dataset("handwriting", "test", root=root, download=False).items is None
+
+
 def test_unipen_text_errors_name_the_line():
     with pytest.raises(UnipenError, match="line 3"):
         parse('.SEGMENT DIGIT 0 ? "4"\n.COMMENT 4 1 0\n.PEN_UP\n')
@@ -224,8 +252,9 @@ def test_real_fashion_mnist_is_exact(data_root):
     assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
 
 
-@pytest.mark.slow  # renders 29,976 drawings once (about a minute)
-def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_root):
+@pytest.mark.slow  # renders 7,494 drawings once (about 15 s)
+def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_root, monkeypatch):
+    monkeypatch.setattr(DS, "PENDIGITS_RENDERS", 1)  # the drawing is what is checked, not how many of each
     digits = parse((data_root / "pendigits" / "pendigits-orig.tra").read_text())
     assert len(digits) == 7494 and len({d["writer"] for d in digits}) == 30
     train = DS.load_dataset("pendigits", "train", root=data_root, download=False)

@@ -113,7 +113,8 @@ def random_payload(name: str, channels: int, size: int) -> dict:
 def test_every_architecture_exports_on_both_shapes(name, channels, size, real_images, tmp_path):
     payload = random_payload(name, channels, size)
     onnx = export_onnx(payload, tmp_path / f"{name}.onnx")
-    assert_same_answers(Predictor.from_payload(tmp_path / "random.pt", payload), onnx, real_images[channels])
+    # 32 images: the graph is what differs between architectures (the shipped files are checked on 256 above).
+    assert_same_answers(Predictor.from_payload(tmp_path / "random.pt", payload), onnx, real_images[channels][:32])
 
 
 def test_the_batch_is_dynamic_and_single_view_is_the_plain_model(real_images, tmp_path):
