@@ -244,11 +244,7 @@ def epoch_pool(data: ImageData, g: torch.Generator) -> torch.Tensor | None:
 
 def epoch_size(data: ImageData) -> int:
     """How many images one training epoch uses (see `epoch_pool`)."""
-    if data.items is None:
-        return len(data)
-    loose = int((data.items < 0).sum())
-    counts = torch.unique(data.items[data.items >= 0], return_counts=True)[1]
-    return loose + int(counts.clamp(max=data.per_epoch).sum())
+    return len(data) if data.items is None else len(epoch_pool(data, torch.Generator()))
 
 
 def iterate_batches(n: int, batch_size: int, g: torch.Generator, min_last: int = 1) -> Iterator[torch.Tensor]:

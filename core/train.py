@@ -621,12 +621,12 @@ def start_line(e: dict) -> str:
 def epoch_line(e: dict) -> str:
     """The log line for an epoch report (CLI and web app)."""
     parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}", f"train_acc {e['train_acc']:.4f}"]
+    def by_part(key: str) -> str:  # a set of several sources: each one's accuracy too
+        return "".join(f" {name} {acc:.4f}" for name, acc in e.get(key, {}).items())
     if "val_acc" in e:
-        parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}"
-                     + "".join(f" {name} {acc:.4f}" for name, acc in e.get("val_parts", {}).items()))
+        parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}{by_part('val_parts')}")
     if "test_acc" in e:
-        parts.append(f"test_acc {e['test_acc']:.4f}"
-                     + "".join(f" {name} {acc:.4f}" for name, acc in e.get("test_parts", {}).items()))
+        parts.append(f"test_acc {e['test_acc']:.4f}{by_part('test_parts')}")
     parts.append(f"lr {e['lr']:.4g} | {e['seconds']:.1f}s {e['images_per_s']:.0f} img/s")
     return " | ".join(parts)
 

@@ -184,6 +184,20 @@ def test_handwriting_can_train_each_epoch_on_some_of_a_digits_renderings(tmp_pat
     assert DS.load_dataset("handwriting", "test", root=root, download=False).items is None
 
 
+def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_renderings_an_epoch(tmp_path,
+                                                                                                 monkeypatch):
+    from core.train import TrainConfig, train
+    root = _idx_root(_pen_root(tmp_path), "MNIST")
+    monkeypatch.setattr(DS, "HANDWRITING_PER_EPOCH", 1)
+    cfg = TrainConfig(dataset="handwriting", model="lenet", epochs=2, batch_size=16, data_root=str(root),
+                      download=False, val_split=0.4, test=False)
+    events = list(train(cfg))
+    start, epochs = events[0], [e for e in events if e["type"] == "epoch"]
+    # 12 MNIST images and 3 of the 5 writers' 30 digits train, one rendering of each per epoch: 42 images, 3 batches.
+    assert start["steps_per_epoch"] == 3 and epochs[-1]["step"] == 6
+    assert set(epochs[-1]["val_parts"]) == {"mnist", "pendigits"}
+
+
 def test_unipen_text_errors_name_the_line():
     with pytest.raises(UnipenError, match="line 3"):
         parse('.SEGMENT DIGIT 0 ? "4"\n.COMMENT 4 1 0\n.PEN_UP\n')
