@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import checkpoint as ckpt  # noqa: E402
 from core import data as D  # noqa: E402
 from core import datasets, models  # noqa: E402
-from core.evaluate import evaluate_model  # noqa: E402
 from core.train import TrainConfig, train  # noqa: E402
 
 VAL_SPLIT = 0.2
@@ -41,7 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: 12 for digitnet, else the model's recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--widths", type=json.loads, default=[32, 64, 128], help="digitnet's widths")
-    p.add_argument("--out", default=None, help="keep the trained checkpoint here (default: a temporary file)")
     args = p.parse_args(argv)
     datasets.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
     digitnet = args.model == "digitnet"
@@ -49,44 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs, eval_every=epochs, seed=args.seed,
                       download=False, val_split=VAL_SPLIT, test=False,
                       model_kwargs={"widths": args.widths} if digitnet else {})
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = replace(cfg, out=args.out or str(Path(tmp) / "mix.pt"))
-        print(json.dumps(run(cfg, args)))
-    return 0
-
-
-def per_writer(path: str, cfg: TrainConfig) -> dict[int, float]:
-    """Accuracy of the checkpoint on each held-out writer's renderings (the validation split's groups)."""
-    payload = ckpt.load_checkpoint(path)
-    model = ckpt.build_from_checkpoint(payload)
-    data = datasets.load_dataset(cfg.dataset, "train", download=False, seed=cfg.seed)
-    _, val = D.split_train_val(data, cfg.val_split, cfg.seed)
-    out = {}
-    for w in val.groups[val.groups >= 0].unique().tolist():
-        out[w] = round(evaluate_model(model, val.subset(torch.nonzero(val.groups == w).flatten()))["acc"], 4)
-    return out
-
-
-def run(cfg: TrainConfig, args: argparse.Namespace) -> dict:
     if args.mnist_only:
         # The same split, then the pen digits taken out of the training side only.
-        real_split = D.split_train_val
+        split = D.split_train_val
 
-        def split(data, fraction, seed):
-            tr, va = real_split(data, fraction, seed)
+        def mnist_only_split(data, fraction, seed):
+            tr, va = split(data, fraction, seed)
             return tr.subset(torch.arange(tr.parts["mnist"][1])), va
-        D.split_train_val = split
+        D.split_train_val = mnist_only_split
     last = None
     for event in train(cfg):
         if event["type"] == "epoch":
             last = event
             print(f"epoch {event['epoch']}: {event['seconds']:.0f} s", file=sys.stderr, flush=True)
-    if args.mnist_only:
-        D.split_train_val = real_split
-    return {"model": cfg.model, "renders": args.renders, "per_epoch": args.per_epoch, "mnist_only": args.mnist_only,
-            "epochs": cfg.epochs, "seed": args.seed, "model_kwargs": cfg.model_kwargs, "val_acc": last["val_acc"],
-            "val_parts": last["val_parts"],
-            "val_writers": per_writer(cfg.out, cfg), "train_seconds": round(last["train_seconds"])}
+    print(json.dumps({"model": cfg.model, "renders": args.renders, "per_epoch": args.per_epoch,
+                      "mnist_only": args.mnist_only, "epochs": cfg.epochs, "seed": args.seed,
+                      "model_kwargs": cfg.model_kwargs, "val_acc": last["val_acc"], "val_parts": last["val_parts"],
+                      "val_writers": {w: round(acc, 4) for w, acc in last["val_groups"].items()},
+                      "train_seconds": round(last["train_seconds"])}))
+    return 0
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
                    amp_dtype: torch.dtype | None = None, tta_flip: bool = False, tta_shift: int = 0) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
     uint8 images, so a caller can draw them without loading the data again); for a set of several parts
-    (`data.parts`) also each part's accuracy."""
+    (`data.parts`) also each part's accuracy, and for images with groups (`data.groups`) each group's."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -139,8 +139,14 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
     sample = torch.linspace(0, len(data) - 1, min(SAMPLE_COUNT, len(data))).long()
     right = pred == data.labels.cpu()
     parts = {name: right[a:b].float().mean().item() for name, (a, b) in data.parts.items()}
+    groups = {}
+    if data.groups is not None:  # e.g. each writer's accuracy
+        known = data.groups.cpu() >= 0
+        names, which = torch.unique(data.groups.cpu()[known], return_inverse=True)
+        rates = torch.bincount(which, right[known].float()) / torch.bincount(which)
+        groups = dict(zip(names.tolist(), rates.tolist()))
     return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data), "per_class": per_class,
-            "parts": parts, "confusion": confusion.tolist(),
+            "parts": parts, "groups": groups, "confusion": confusion.tolist(),
             "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist(),
                         "images": data.images[sample.to(data.images.device)].cpu()}}
 

@@ -399,6 +399,8 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
             report.update(val_loss=v["loss"], val_acc=v["acc"])
             if v["parts"]:
                 report["val_parts"] = v["parts"]
+            if v["groups"]:  # held out whole (e.g. writers): how each of them reads
+                report["val_groups"] = v["groups"]
         if run.test_set is not None:
             t = _event_metrics(run, run.test_set, last)
             report.update(test_loss=t["loss"], test_acc=t["acc"], per_class=t["per_class"],

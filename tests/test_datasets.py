@@ -196,6 +196,11 @@ def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_ren
     # 12 MNIST images and 3 of the 5 writers' 30 digits train, one rendering of each per epoch: 42 images, 3 batches.
     assert start["steps_per_epoch"] == 3 and epochs[-1]["step"] == 6
     assert set(epochs[-1]["val_parts"]) == {"mnist", "pendigits"}
+    # Each held-out writer is scored apart; together they make the pen part (all hold 10 digits x 4 renderings).
+    _, val = D.split_train_val(DS.load_dataset("handwriting", "train", root=root, download=False), 0.4, 0)
+    groups = epochs[-1]["val_groups"]
+    assert set(groups) == set(val.groups[val.groups >= 0].tolist()) and len(groups) == 2
+    assert sum(groups.values()) / 2 == pytest.approx(epochs[-1]["val_parts"]["pendigits"])
 
 
 def test_unipen_text_errors_name_the_line():
