@@ -440,7 +440,7 @@ def _load_pendigits(a: LoadArgs) -> dict:
     if test_file is not None:
         data = _rendered_pen_file(train_file if a.train else test_file, PENDIGITS_RENDERS)
         return {"images": data["images"], "labels": data["labels"], "classes": DIGIT_CLASSES,
-                "groups": data["writers"].long()}
+                "groups": data["writers"]}
     data = _rendered_pen_file(train_file, PENDIGITS_RENDERS)
     writers = torch.unique(data["writers"])
     held_out = writers[torch.randperm(len(writers), generator=torch.Generator().manual_seed(a.seed))]
@@ -448,7 +448,7 @@ def _load_pendigits(a: LoadArgs) -> dict:
     test = torch.isin(data["writers"], held_out)
     keep = ~test if a.train else test
     return {"images": data["images"][keep], "labels": data["labels"][keep], "classes": DIGIT_CLASSES,
-            "groups": data["writers"][keep].long()}
+            "groups": data["writers"][keep]}
 
 
 def _load_handwriting(a: LoadArgs) -> dict:
@@ -466,7 +466,7 @@ def _load_handwriting(a: LoadArgs) -> dict:
     no_one = torch.full((len(mnist["labels"]),), -1, dtype=torch.long)
     out = {"images": torch.cat([mnist["images"], pen["images"]]), "labels": torch.cat([mnist["labels"],
            pen["labels"]]), "classes": DIGIT_CLASSES, "parts": parts,
-           "groups": torch.cat([no_one, pen["writers"].long()])}
+           "groups": torch.cat([no_one, pen["writers"]])}
     if a.train and 0 < HANDWRITING_PER_EPOCH < PENDIGITS_RENDERS:
         # The renderings of a digit are consecutive: each epoch trains on a fresh choice among them.
         drawing = torch.arange(len(pen["labels"])) // PENDIGITS_RENDERS
