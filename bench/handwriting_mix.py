@@ -7,6 +7,7 @@ training digits and 6 of the 30 pen writers, whole, are held out, so the validat
 people it has not learnt from. The evaluation writers (TINYVISION_PEN_DIGITS) and MNIST test are not used.
 `--renders` random renderings of each pen digit are made (cached), of which each epoch trains on `--per-epoch`,
 drawn afresh (0: all); `--mnist-only` leaves the pen digits out of training (still scored on the held-out writers).
+`--teacher CHECKPOINT` also learns that net's answers (core.distill); it must not have seen the held-out digits.
 Prints one JSON line: validation accuracy per part and per held-out writer, train time.
 """
 from __future__ import annotations
@@ -37,13 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: 12 for digitnet, else the model's recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--widths", type=json.loads, default=[32, 64, 128], help="digitnet's widths")
+    p.add_argument("--teacher", default=None, help="a checkpoint to distil from (trained without the held-out "
+                                                   "digits, e.g. `core.train --dataset mnist --val-split 0.2`)")
+    p.add_argument("--distill-weight", type=float, default=1.0)
     args = p.parse_args(argv)
     datasets.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model, "sketch")["epochs"])
     cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs, eval_every=epochs, seed=args.seed,
                       download=False, val_split=VAL_SPLIT, test=False,
-                      model_kwargs={"widths": args.widths} if digitnet else {})
+                      model_kwargs={"widths": args.widths} if digitnet else {}, teacher=args.teacher,
+                      distill_weight=args.distill_weight)
     if args.mnist_only:
         # The same split, then the pen digits taken out of the training side only.
         split = D.split_train_val
@@ -58,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             last = event
             print(f"epoch {event['epoch']}: {event['seconds']:.0f} s", file=sys.stderr, flush=True)
     print(json.dumps({"model": cfg.model, "renders": args.renders, "per_epoch": args.per_epoch,
-                      "mnist_only": args.mnist_only, "epochs": cfg.epochs, "seed": args.seed,
+                      "mnist_only": args.mnist_only, "teacher": args.teacher,
+                      "distill_weight": args.distill_weight if args.teacher else None, "epochs": cfg.epochs,
+                      "seed": args.seed,
                       "model_kwargs": cfg.model_kwargs, "val_acc": last["val_acc"], "val_parts": last["val_parts"],
                       "val_writers": {w: round(acc, 4) for w, acc in last["val_groups"].items()},
                       "train_seconds": round(last["train_seconds"])}))

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from . import data as D
-from . import datasets, distributed, models, transfer
+from . import datasets, distill, distributed, models, transfer
 from .evaluate import evaluate_model, fit_temperature, fit_unsure_threshold, tta_options
 
 __all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
@@ -36,7 +36,8 @@ SCHEDULES = ("onecycle", "cosine", "none")
 LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weight_decay": (0.0, 0.1),
           "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "val_split": (0.0, 0.5),
           "max_steps": (0, 10_000_000), "max_seconds": (0.0, 86_400.0), "image_size": (8, 128),
-          "eval_every": (1, 200), "max_train_images": (0, 10_000_000), "tta_shift": (0, 4)}
+          "eval_every": (1, 200), "max_train_images": (0, 10_000_000), "tta_shift": (0, 4),
+          "distill_weight": (0.0, 10.0)}
 # The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
 SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
                 "images_per_s", "checkpoint", "stopped", "per_class", "val_parts", "test_parts")
@@ -82,6 +83,9 @@ class TrainConfig:
     # trained with the model's fine-tuning recipe; with freeze_backbone only the new output layer learns.
     init_from: str | None = None
     freeze_backbone: bool = False
+    # Distillation: also learn this checkpoint's answers where it is right (core.distill), with this weight.
+    teacher: str | None = None
+    distill_weight: float = 1.0
 
 
 def _check_range(name: str, value) -> None:
@@ -182,6 +186,7 @@ class Run:
     total_steps: int
     world: distributed.World
     trainer: nn.Module  # what training steps run through: `model`, or DDP over it across processes
+    teacher: distill.Teacher | None = None
     start_epoch: int = 1
     step: int = 0
     train_seconds: float = 0.0
@@ -272,12 +277,14 @@ def build_run(cfg: TrainConfig) -> Run:
                           train_set.std, model_kwargs, kind=train_set.kind, config=asdict(cfg),
                           tta_flip=train_set.tta_flip, tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
     trainer = distributed.wrap(model, world)
+    teacher = distill.load_teacher(cfg.teacher, train_set.classes, train_set.input_shape, cfg.distill_weight,
+                                   device) if cfg.teacher else None
     return Run(cfg, device, train_set.to(device), val_set.to(device) if val_set is not None else None,
                test_set.to(device) if test_set is not None else None, model,
                _make_optimizer(cfg, model, spec.norm_bias_lr_scale),
                torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16), amp_dtype,
                memory_format, flips, meta, models.count_parameters(model), steps_per_epoch, total_steps, world,
-               trainer)
+               trainer, teacher)
 
 
 def restore(run: Run, path: str) -> None:
@@ -344,6 +351,7 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
             x = D.augment_batch(x, train.augment, augment_g, run.flips(part, epoch) if run.flips else None)
         else:
             x = x.float()
+        seen_x = x
         x = D.normalise(x, train.mean, train.std).contiguous(memory_format=run.memory_format)
         lr = cfg.lr * _lr_factor(cfg.schedule, run.step, run.total_steps)
         for group in run.optimizer.param_groups:
@@ -351,6 +359,8 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
             logits = run.trainer(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if run.teacher is not None:
+                loss = loss + run.teacher.loss(logits, seen_x, y)
         run.optimizer.zero_grad(set_to_none=True)
         # A part smaller than the others (the last batch's) weighs as its images do in the global mean.
         run.scaler.scale(loss if share == 1.0 else loss * share).backward()
@@ -529,6 +539,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(same model; the default model then is the checkpoint's) and the model's fine-tuning recipe")
     p.add_argument("--freeze-backbone", action="store_true",
                    help="with --init-from: train only the new output layer")
+    p.add_argument("--teacher", default=None, metavar="CHECKPOINT",
+                   help="also learn this checkpoint's answers on the images it reads right (same classes and input)")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="with --teacher: the weight of its answers")
     p.add_argument("--pretrained", action="store_true", help="alexnet: start from ImageNet weights (online)")
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra constructor arguments, e.g. \'{"widths": [32, 64, 128]}\'')

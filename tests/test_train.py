@@ -170,3 +170,27 @@ def test_cli_reports_missing_data_cleanly(tmp_path, capsys):
     rc = T.main(["--dataset", "imagefolder", "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path / "x.pt")])
     assert rc == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_teacher_steers_the_training_and_is_recorded(tiny_folder, tmp_path):
+    _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "teacher.pt"), epochs=2))
+    plain = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "plain.pt"), epochs=1, seed=1))
+    taught = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "taught.pt"), epochs=1, seed=1,
+                               teacher=str(tmp_path / "teacher.pt"), distill_weight=2.0))
+    assert taught[-1]["type"] == plain[-1]["type"] == "end"
+    # same seed, same batches: only the teacher's term differs, and it adds to the loss
+    loss = [[e for e in ev if e["type"] == "epoch"][0]["train_loss"] for ev in (plain, taught)]
+    assert loss[1] > loss[0]
+    a = ckpt.load_checkpoint(tmp_path / "plain.pt")["state_dict"]
+    b = ckpt.load_checkpoint(tmp_path / "taught.pt")["state_dict"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert ckpt.load_checkpoint(tmp_path / "taught.pt")["config"]["teacher"] == str(tmp_path / "teacher.pt")
+
+
+def test_a_teacher_of_other_classes_or_a_negative_weight_is_refused(tiny_folder, tmp_path):
+    from core.distill import load_teacher
+    _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "teacher.pt"), epochs=1))
+    with pytest.raises(ValueError, match="same classes"):
+        load_teacher(tmp_path / "teacher.pt", ["a", "b"], (1, 12, 12), 1.0, torch.device("cpu"))
+    with pytest.raises(ValueError, match="distill_weight"):
+        T.resolve_config(T.TrainConfig(dataset="mnist", distill_weight=-1.0), "sketch")
