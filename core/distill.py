@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint as ckpt
 from . import data as D
+from . import transfer
 
 __all__ = ["TEMPERATURE", "Teacher", "load_teacher"]
 
@@ -50,17 +50,13 @@ class Teacher:
 def load_teacher(path: str | Path, classes: list[str], input_shape: tuple[int, int, int], weight: float,
                  device: torch.device) -> Teacher:
     """Load a checkpoint to learn from; it must answer with the same classes, in the same order, for images of the
-    same shape as the data in training."""
-    payload = ckpt.load_checkpoint(path)
-    name = Path(path).name
-    if list(payload["classes"]) != list(classes):
-        raise ValueError(f"{name} answers with the classes {payload['classes']}, not this data's {list(classes)}: "
-                         "a teacher must know the same classes")
-    if tuple(payload["input_shape"]) != tuple(input_shape):
-        shape = "x".join(map(str, payload["input_shape"]))
-        raise ValueError(f"{name} takes {shape} images but this data is {'x'.join(map(str, input_shape))}")
-    net = ckpt.build_from_checkpoint(payload)
-    net = net.to(device).to(memory_format=torch.channels_last).eval()
+    same shape as the data in training (an ensemble's first member teaches)."""
+    source = transfer.load_source(path)
+    if list(source.classes) != list(classes):
+        raise ValueError(f"{source.path.name} answers with the classes {list(source.classes)}, not this data's "
+                         f"{list(classes)}: a teacher must know the same classes")
+    source.check_input(input_shape)
+    net = source.net.to(device).to(memory_format=torch.channels_last).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return Teacher(net, tuple(payload["mean"]), tuple(payload["std"]), float(weight))
+    return Teacher(net, source.mean, source.std, float(weight))

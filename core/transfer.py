@@ -26,6 +26,7 @@ class Source:
     model: str
     model_kwargs: dict
     input_shape: tuple[int, int, int]
+    classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
     net: nn.Module  # one trained net (float32, eval mode)
@@ -54,4 +55,4 @@ def load_source(path: str | Path) -> Source:
     if isinstance(net, models.Ensemble):
         net = net.members[0]
     return Source(Path(path), payload["model"], dict(payload["model_kwargs"]), tuple(payload["input_shape"]),
-                  tuple(payload["mean"]), tuple(payload["std"]), net)
+                  tuple(payload["classes"]), tuple(payload["mean"]), tuple(payload["std"]), net)
