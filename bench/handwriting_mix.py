@@ -8,21 +8,27 @@ people it has not learnt from. The evaluation writers (TINYVISION_PEN_DIGITS) an
 `--renders` random renderings of each pen digit are made (cached), of which each epoch trains on `--per-epoch`,
 drawn afresh (0: all); `--mnist-only` leaves the pen digits out of training (still scored on the held-out writers).
 `--teacher CHECKPOINT` also learns that net's answers (core.distill); it must not have seen the held-out digits.
-Prints one JSON line: validation accuracy per part and per held-out writer, train time.
+`--seeds 0 1` trains one net per seed on the first seed's split and also scores their average (the logits averaged,
+as a shipped ensemble answers: `python -m core.checkpoint A B --out F`).
+Prints one JSON line per net (and one for the average): validation accuracy per part and per held-out writer,
+train time.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import checkpoint as ckpt  # noqa: E402
 from core import data as D  # noqa: E402
 from core import datasets, models  # noqa: E402
+from core.evaluate import evaluate_model  # noqa: E402
 from core.train import TrainConfig, train  # noqa: E402
 
 VAL_SPLIT = 0.2
@@ -36,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mnist-only", action="store_true")
     p.add_argument("--model", default="digitnet")
     p.add_argument("--epochs", type=int, default=None, help="default: 12 for digitnet, else the model's recipe")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="one net per seed, all on the first seed's split; with several, their average is scored too")
     p.add_argument("--widths", type=json.loads, default=[32, 64, 128], help="digitnet's widths")
     p.add_argument("--teacher", default=None, help="a checkpoint to distil from (trained without the held-out "
                                                    "digits, e.g. `core.train --dataset mnist --val-split 0.2`)")
@@ -45,31 +52,48 @@ def main(argv: list[str] | None = None) -> int:
     datasets.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model, "sketch")["epochs"])
-    cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs, eval_every=epochs, seed=args.seed,
-                      download=False, val_split=VAL_SPLIT, test=False,
-                      model_kwargs={"widths": args.widths} if digitnet else {}, teacher=args.teacher,
-                      distill_weight=args.distill_weight)
-    if args.mnist_only:
-        # The same split, then the pen digits taken out of the training side only.
-        split = D.split_train_val
+    split_seed = args.seeds[0]
+    split = D.split_train_val
 
-        def mnist_only_split(data, fraction, seed):
-            tr, va = split(data, fraction, seed)
-            return tr.subset(torch.arange(tr.parts["mnist"][1])), va
-        D.split_train_val = mnist_only_split
-    last = None
-    for event in train(cfg):
-        if event["type"] == "epoch":
-            last = event
-            print(f"epoch {event['epoch']}: {event['seconds']:.0f} s", file=sys.stderr, flush=True)
+    def held_out_split(data, fraction, seed):
+        # Every net holds out the same writers and MNIST digits (the first seed's), so their average can be scored.
+        tr, va = split(data, fraction, split_seed)
+        # --mnist-only: the same split, then the pen digits taken out of the training side only.
+        return (tr.subset(torch.arange(tr.parts["mnist"][1])) if args.mnist_only else tr), va
+    D.split_train_val = held_out_split
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for seed in args.seeds:
+            out = str(Path(tmp) / f"seed{seed}.pt") if len(args.seeds) > 1 else None
+            cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs, eval_every=epochs, seed=seed,
+                              download=False, val_split=VAL_SPLIT, test=False,
+                              model_kwargs={"widths": args.widths} if digitnet else {}, teacher=args.teacher,
+                              distill_weight=args.distill_weight, out=out)
+            last = None
+            for event in train(cfg):
+                if event["type"] == "epoch":
+                    last = event
+                    print(f"seed {seed} epoch {event['epoch']}: {event['seconds']:.0f} s", file=sys.stderr,
+                          flush=True)
+            files.append(out)
+            _report(args, cfg, seed, last["val_acc"], last["val_parts"], last["val_groups"], last["train_seconds"])
+        if len(files) > 1:
+            # The held-out digits are read once more here: the training runs do not hand their nets out.
+            data = datasets.load_dataset("handwriting", "train", download=False, seed=split_seed)
+            _, val = D.split_train_val(data, VAL_SPLIT, split_seed)
+            nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files]
+            r = evaluate_model(models.Ensemble(nets), val)
+            _report(args, cfg, args.seeds, r["acc"], r["parts"], r["groups"], None)
+    return 0
+
+
+def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: dict, seconds: float | None) -> None:
     print(json.dumps({"model": cfg.model, "renders": args.renders, "per_epoch": args.per_epoch,
                       "mnist_only": args.mnist_only, "teacher": args.teacher,
                       "distill_weight": args.distill_weight if args.teacher else None, "epochs": cfg.epochs,
-                      "seed": args.seed,
-                      "model_kwargs": cfg.model_kwargs, "val_acc": last["val_acc"], "val_parts": last["val_parts"],
-                      "val_writers": {w: round(acc, 4) for w, acc in last["val_groups"].items()},
-                      "train_seconds": round(last["train_seconds"])}))
-    return 0
+                      "seed": seed, "model_kwargs": cfg.model_kwargs, "val_acc": val_acc, "val_parts": parts,
+                      "val_writers": {w: round(acc, 4) for w, acc in writers.items()},
+                      "train_seconds": None if seconds is None else round(seconds)}), flush=True)
 
 
 if __name__ == "__main__":

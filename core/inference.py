@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
+from . import models
 from .datasets import checkpoint_kind, get_dataset_spec, list_datasets
 from .evaluate import energy_score, predict_logits, tta_options
 
@@ -305,6 +306,12 @@ class Predictor:
     path: Path
     meta: dict
     model: torch.nn.Module = field(repr=False)
+    # What answers single images: the model, or an ensemble's members stacked into one net (the same function).
+    net: torch.nn.Module = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        net = self.model.fused() if isinstance(self.model, models.Ensemble) else self.model
+        self.net = net.to(memory_format=torch.channels_last)
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
@@ -371,4 +378,4 @@ class Predictor:
             x = x.float().mean(1, keepdim=True) if c == 1 else x.expand(-1, 3, -1, -1)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return predict_logits(self.model, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))
+        return predict_logits(self.net, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))

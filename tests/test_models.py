@@ -87,3 +87,34 @@ def test_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="registered already"):
         models.register(models.ModelSpec("digitnet", models.LeNet, spec.recipes))
     assert models.get_spec("digitnet") is spec
+
+
+def _trained_looking(net: torch.nn.Module) -> torch.nn.Module:
+    """Random BatchNorm statistics and shifts, as a trained net has (fresh ones are the identity)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.normal_()
+    return net.eval()
+
+
+@pytest.mark.parametrize("members,widths,extra,channels", [(2, (32, 64, 128), True, 1), (3, (8, 16, 24), False, 3)])
+def test_an_ensemble_of_digitnets_fuses_into_one_net_with_the_same_logits(members, widths, extra, channels):
+    torch.manual_seed(0)
+    nets = [_trained_looking(models.create_model("digitnet", 10, channels, 28, widths=widths, extra=extra))
+            for _ in range(members)]
+    ensemble = models.Ensemble(nets).eval()
+    fused = ensemble.fused()
+    assert not isinstance(fused, models.Ensemble)
+    assert len(list(fused.modules())) == len(list(nets[0].modules()))  # one pass, not one per member
+    x = torch.randn(5, channels, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), ensemble(x), atol=1e-5)
+        # The members are not one another: the average differs from each of them.
+        assert not torch.allclose(ensemble(x), nets[0](x), atol=1e-3)
+
+
+def test_an_ensemble_of_nets_that_cannot_stack_stays_as_it_is():
+    ensemble = models.Ensemble([models.create_model("lenet", 10, 1, 28) for _ in range(2)])
+    assert ensemble.fused() is ensemble
