@@ -367,8 +367,9 @@ class Ensemble(nn.Module):
     """Several trained copies of one architecture whose logits are averaged (a shipped checkpoint may hold one).
 
     Nets trained from different seeds make partly different mistakes, so the average can be right more often than
-    either (CIFAR-10 here: 91.79% from 91.11% and 91.36%); where their mistakes are mostly shared it is not (the
-    pen digits: README). It costs one forward pass per member.
+    either (CIFAR-10 here: 91.79% from 91.11% and 91.36%; handwriting: docs/handwriting.md); where their mistakes are
+    mostly shared it is not (MNIST-only digit nets on pen digits). It costs one forward pass per member, or one
+    pass of a wider net where the members can be stacked (`fused`).
     """
 
     def __init__(self, members: list[nn.Module]):
