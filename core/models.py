@@ -288,7 +288,7 @@ class DigitNet(nn.Module):
     def stack(cls, members: list[DigitNet]) -> DigitNet:
         """One net whose logits are the mean of the members' (an `Ensemble`'s), in one forward pass: their channels
         side by side, each member's convolutions a group of their own, the heads averaged. One sketch through two
-        members then costs about a third more than through one, instead of twice as much (docs/handwriting.md)."""
+        members then costs about 40% more than through one, instead of twice as much (docs/handwriting.md)."""
         n, arguments = len(members), members[0].arguments
         net = cls(**{**arguments, "widths": tuple(w * n for w in arguments["widths"])}, groups=n)
         states = [m.state_dict() for m in members]
