@@ -54,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model, "sketch")["epochs"])
     split_seed = args.seeds[0]
     split = D.split_train_val
+    held_out = {}  # the validation set the trainings use, kept to score the nets' average on
 
     def held_out_split(data, fraction, seed):
         # Every net holds out the same writers and MNIST digits (the first seed's), so their average can be scored.
-        tr, va = split(data, fraction, split_seed)
+        tr, held_out["val"] = split(data, fraction, split_seed)
         # --mnist-only: the same split, then the pen digits taken out of the training side only.
-        return (tr.subset(torch.arange(tr.parts["mnist"][1])) if args.mnist_only else tr), va
+        return (tr.subset(torch.arange(tr.parts["mnist"][1])) if args.mnist_only else tr), held_out["val"]
     D.split_train_val = held_out_split
     with tempfile.TemporaryDirectory() as tmp:
         files = []
@@ -78,11 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             files.append(out)
             _report(args, cfg, seed, last["val_acc"], last["val_parts"], last["val_groups"], last["train_seconds"])
         if len(files) > 1:
-            # The held-out digits are read once more here: the training runs do not hand their nets out.
-            data = datasets.load_dataset("handwriting", "train", download=False, seed=split_seed)
-            _, val = D.split_train_val(data, VAL_SPLIT, split_seed)
+            # The trainings do not hand their nets out: each one's final checkpoint is read back.
             nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files]
-            r = evaluate_model(models.Ensemble(nets), val)
+            r = evaluate_model(models.Ensemble(nets), held_out["val"])
             _report(args, cfg, args.seeds, r["acc"], r["parts"], r["groups"], None)
     return 0
 

@@ -310,8 +310,9 @@ class Predictor:
     net: torch.nn.Module = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        net = self.model.fused() if isinstance(self.model, models.Ensemble) else self.model
-        self.net = net.to(memory_format=torch.channels_last)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model.fused() if isinstance(self.model, models.Ensemble) else self.model
+        self.net = self.net.to(memory_format=torch.channels_last)  # a stacked net is new
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
@@ -320,9 +321,8 @@ class Predictor:
     @classmethod
     def from_payload(cls, path: str | Path, payload: dict) -> Predictor:
         """From a checkpoint already loaded (core.checkpoint.load_checkpoint) from `path`; `payload` is not changed."""
-        model = ckpt.build_from_checkpoint(payload).to(memory_format=torch.channels_last)
         meta = {k: v for k, v in payload.items() if k not in ("state_dict", "train_state")}
-        return cls(Path(path), meta, model)
+        return cls(Path(path), meta, ckpt.build_from_checkpoint(payload))
 
     @property
     def classes(self) -> list[str]:

@@ -302,7 +302,7 @@ class DigitNet(nn.Module):
             else:  # BatchNorm's step count is a scalar that inference does not read
                 stacked[key] = torch.cat(parts) if value.ndim else parts[0]
         net.load_state_dict(stacked)
-        return net.to(next(members[0].parameters()).dtype).eval()
+        return net.eval()
 
 
 def _identity_conv(c_in: int, c_out: int) -> nn.Conv2d:

@@ -130,7 +130,6 @@ def test_ensemble_export_averages_the_members_logits(tmp_path):
     assert torch.allclose(ensemble(x), (a(x) + b(x)) / 2, atol=1e-6)
 
 
-
 def test_a_predictor_answers_for_an_ensemble_with_one_stacked_net(tmp_path):
     """The app answers single sketches through the members stacked into one net: the ensemble's probabilities."""
     from core.evaluate import predict_logits
@@ -144,6 +143,7 @@ def test_a_predictor_answers_for_an_ensemble_with_one_stacked_net(tmp_path):
     image = torch.rand(28, 28)
     want = torch.softmax(predict_logits(predictor.model, image[None, None] * 255, (0.1,), (0.3,)), 1)[0]
     assert torch.allclose(torch.from_numpy(predictor.probabilities(image.numpy())), want, atol=1e-5)
+
 
 def test_ensemble_members_must_share_architecture_and_data(tmp_path):
     _trained_like(tmp_path / "a.pt", 0)
