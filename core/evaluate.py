@@ -38,6 +38,8 @@ def view_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, tta_s
     With `tta_flip`, averaged with the mirrored batch. With `tta_shift` = s > 0, the image counts half and two copies
     moved by s pixels diagonally (edges reflected) a quarter each; all views go through the model as one batch.
     """
+    if not tta_flip and not tta_shift:
+        return model(x.contiguous(memory_format=torch.channels_last)).float()
     views, weights = [x], [1.0]
     if tta_shift:
         s, (h, w) = tta_shift, x.shape[-2:]

@@ -54,6 +54,35 @@ def test_polarity_transparency_and_brush_colour_are_handled(pen):
     assert np.abs(ref - coloured).mean() < 0.02
 
 
+def _reference_ink(image):
+    """The ink map's definition in plain wide integers: per channel the distance from the border's median, the
+    largest over the colour channels; a transparent image first coloured onto white."""
+    a = image.astype(np.int64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[2] == 4 and a[..., 3].min() < 255:
+        a = (a[..., :3] * a[..., 3:] + 255 * (255 - a[..., 3:])) // 255
+    a = a[..., :3]
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    background = np.median(border, axis=0).astype(np.int64)
+    return np.abs(a - background).max(2)
+
+
+@pytest.mark.parametrize("shape", [(60, 50), (60, 50, 1), (60, 50, 3), (60, 50, 4)])
+def test_ink_map_is_the_distance_from_the_background_colour(shape):
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    image = rng.integers(0, 256, shape, dtype=np.uint8)
+    image[0] = image[-1] = image[:, 0] = image[:, -1] = rng.integers(0, 256, shape[2:], dtype=np.uint8)
+    if len(shape) == 3 and shape[2] == 4:
+        image[..., 3] = np.where(rng.random(shape[:2]) < 0.5, 255, image[..., 3])
+        image[0, 0, 3] = 7  # transparent somewhere
+    ink = I._ink_map(image)
+    assert ink.dtype == np.uint8 and ink.shape == shape[:2]
+    assert np.array_equal(ink, _reference_ink(image))
+    # a view with strides (every other column) reads as its copy does
+    assert np.array_equal(I._ink_map(image[:, ::2]), _reference_ink(image[:, ::2]))
+
+
 def test_thin_and_thick_brushes_end_in_a_narrow_band_of_widths(pen):
     widths = []
     for brush in (4, 30):
