@@ -1,0 +1,118 @@
+"""Where a sketch's time goes: the ink map, the whole preprocessing, the model's forward pass and the answer.
+
+    python -m bench.sketch_latency [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 7] [--rounds 3]
+                                   [--against DIR]
+
+Pen digits (bench.pendigits) are drawn on the 400 px canvas as bench.pen_accuracy draws them (big and centred, the
+thick brush) and each stage is timed on one thread; the p50 of every round is printed. "sketch" is what
+bench.pen_accuracy and the app pay per drawing: preprocessing (core.inference.sketch_to_digit) plus the answer
+(Predictor.judge: normalising, the forward pass, probabilities and the energy score).
+
+With --against DIR, another checkout of this project (`git worktree add DIR <commit>`) is measured in the same
+process, the two taking turns on every drawing, after checking that both prepare the same 28x28 images.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import pendigits  # noqa: E402
+from core import inference  # noqa: E402
+from core.strokes import layout_strokes, render  # noqa: E402
+
+STAGES = ("ink map", "preprocessing", "forward", "answer", "sketch")
+
+
+def inference_of(root: Path) -> ModuleType:
+    """core.inference as another checkout at `root` has it, imported beside this checkout's own."""
+    ours = {k: m for k, m in sys.modules.items() if k == "core" or k.startswith("core.")}
+    for k in ours:
+        del sys.modules[k]
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("core.inference")
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if k == "core" or k.startswith("core.")]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+
+
+def stage_calls(module: ModuleType, predictor) -> dict:
+    """Each stage as a function of one drawn canvas (the canvas's prepared image and tensor computed beforehand)."""
+    prepared: dict[int, tuple] = {}
+
+    def inputs(canvas):
+        if id(canvas) not in prepared:
+            x = module.sketch_to_digit({"composite": canvas})
+            prepared[id(canvas)] = x, torch.from_numpy(x)[None, None].contiguous(memory_format=torch.channels_last)
+        return prepared[id(canvas)]
+
+    def forward(canvas):
+        with torch.no_grad():
+            predictor.net(inputs(canvas)[1])
+
+    return {"ink map": module._ink_map, "preprocessing": lambda c: module.sketch_to_digit({"composite": c}),
+            "forward": forward, "answer": lambda c: predictor.judge(inputs(c)[0]),
+            "sketch": lambda c: predictor.judge(module.sketch_to_digit({"composite": c}))}
+
+
+def measure(calls: dict[str, dict], canvases: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """p50 ms per version and stage. The versions take turns on every canvas (the order swapped each time), so a
+    shared machine's slow and quick spells fall on both alike."""
+    times = {name: {stage: [] for stage in STAGES} for name in calls}
+    names = list(calls)
+    for stage in STAGES:
+        for f in (calls[name][stage] for name in names):
+            f(canvases[0])  # warm-up
+        for i, canvas in enumerate(canvases):
+            for name in names[::1 if i % 2 == 0 else -1]:
+                f = calls[name][stage]
+                t0 = time.perf_counter()
+                f(canvas)
+                times[name][stage].append((time.perf_counter() - t0) * 1000)
+    return {name: {stage: statistics.median(t) for stage, t in stages.items()} for name, stages in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "handwriting-digitnet.pt"))
+    p.add_argument("--every", type=int, default=7, help="every n-th recorded digit (7: 250 digits)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--against", type=Path, default=None, help="another checkout to measure side by side")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # a web worker answers one sketch at a time
+    versions = {"this checkout": inference}
+    if args.against:
+        versions[f"{args.against}"] = inference_of(args.against.resolve())
+    canvases = [render(layout_strokes(d["strokes"], 400, "big"), 400, 24) for d in pendigits.load()[::args.every]]
+    if args.against:
+        a, b = ([m.sketch_to_digit({"composite": c}) for c in canvases] for m in versions.values())
+        if not all(np.array_equal(x, y) for x, y in zip(a, b)):
+            raise SystemExit("the two checkouts prepare different images; their latencies are not comparable")
+    calls = {name: stage_calls(m, m.Predictor.load(args.checkpoint)) for name, m in versions.items()}
+    for c in canvases:  # the prepared inputs, outside any timing
+        for stages in calls.values():
+            stages["answer"](c)
+    rounds = [measure(calls, canvases) for _ in range(args.rounds)]
+    print(f"{len(canvases)} sketches, p50 ms of each round, 1 thread ({Path(args.checkpoint).name})\n")
+    print("| code | " + " | ".join(STAGES) + " |")
+    print("|---|" + "---:|" * len(STAGES))
+    for name in versions:
+        print(f"| {name} | " + " | ".join(" / ".join(f"{r[name][s]:.2f}" for r in rounds) for s in STAGES) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
