@@ -225,3 +225,20 @@ def test_shift_tta_averages_shifted_and_mirrored_views():
     assert torch.allclose(predict_logits(model, images, mean, std), plain, atol=1e-5)
     assert torch.allclose(predict_logits(model, images, mean, std, tta_flip=True, tta_shift=1), expected, atol=1e-5)
     assert not torch.allclose(expected, plain, atol=1e-3)
+
+
+def test_sketch_latency_bench_measures_two_checkouts_side_by_side(capsys):
+    from bench import sketch_latency
+
+    root = Path(__file__).resolve().parents[1]
+    other = sketch_latency.inference_of(root)
+    assert other is not I and other.sketch_to_digit is not I.sketch_to_digit
+    import core.inference
+    assert core.inference is I  # this checkout's modules are back in place
+    assert sketch_latency.main(["--every", "250", "--rounds", "2", "--against", str(root)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| code | ink map |") and len(rows) == 3
+    for row in rows[1:]:
+        cells = row.strip("| ").split(" | ")[1:]
+        times = [float(t) for cell in cells for t in cell.split(" / ")]
+        assert len(times) == 10 and all(0 < t < 1000 for t in times)
