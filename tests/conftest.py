@@ -29,6 +29,16 @@ def browser_missing() -> str | None:
     return None
 
 
+# The longest test files, longest first. They are collected before the others, so that the README's parallel run
+# (`pytest -n 2 --dist loadfile --no-loadscope-reorder`) starts them at once instead of ending on them.
+LONGEST_FILES = ("test_browser_app.py", "test_browser_own_classes.py", "test_browser_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
 def pytest_runtest_setup(item):
     # A hook, not a fixture: it runs before the module-scoped fixtures that start the browser.
     if item.get_closest_marker("browser") is None:
@@ -49,5 +59,8 @@ def data_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    # One cache per test session: real decodes are shared, nothing is written to the user's home.
-    monkeypatch.setenv("TINYVISION_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    # One cache per test run: real decodes are shared, nothing is written to the user's home. Parallel workers
+    # (pytest -n) share their run's folder; the cache writes atomically.
+    base = tmp_path_factory.getbasetemp()
+    run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    monkeypatch.setenv("TINYVISION_CACHE", str(run / "cache"))
