@@ -6,11 +6,18 @@ when Chromium or Playwright is missing; in CI (CI=true) that is a failure.
 """
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Each test process (each worker of a parallel run) has its own Gradio file cache and training-runs folder, and so
+# do the apps it starts: Gradio names a cached file by its content, and an app of one worker rewrote such a file
+# while an app of the other was serving it ("Too little data for declared Content-Length").
+_PROCESS_TMP = Path(tempfile.mkdtemp(prefix="tinyvision-tests-"))
+os.environ.setdefault("GRADIO_TEMP_DIR", str(_PROCESS_TMP / "gradio"))
+os.environ.setdefault("TINYVISION_RUNS", str(_PROCESS_TMP / "runs"))
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TINYVISION_DATA", ROOT.parent / "shared" / "datasets"))
 PEN_DIGITS = Path(os.environ.get("TINYVISION_PEN_DIGITS",
