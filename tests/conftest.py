@@ -4,8 +4,10 @@ Markers: `browser` (drives headless Chromium) and `slow` (trains or replays for 
 `python -m pytest -m "not browser and not slow"` is the quick run. Outside CI a browser test is skipped, saying why,
 when Chromium or Playwright is missing; in CI (CI=true) that is a failure.
 """
+import atexit
 import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # do the apps it starts: Gradio names a cached file by its content, and an app of one worker rewrote such a file
 # while an app of the other was serving it ("Too little data for declared Content-Length").
 _PROCESS_TMP = Path(tempfile.mkdtemp(prefix="tinyvision-tests-"))
+atexit.register(shutil.rmtree, _PROCESS_TMP, ignore_errors=True)
 os.environ.setdefault("GRADIO_TEMP_DIR", str(_PROCESS_TMP / "gradio"))
 os.environ.setdefault("TINYVISION_RUNS", str(_PROCESS_TMP / "runs"))
 ROOT = Path(__file__).resolve().parents[1]
