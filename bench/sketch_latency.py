@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import pendigits  # noqa: E402
 from core import inference  # noqa: E402
-from core.strokes import layout_strokes, render  # noqa: E402
+from core.strokes import CANVAS, layout_strokes, render  # noqa: E402
 
 STAGES = ("ink map", "preprocessing", "forward", "answer", "sketch")
 
@@ -49,38 +49,34 @@ def inference_of(root: Path) -> ModuleType:
         sys.modules.update(ours)
 
 
-def stage_calls(module: ModuleType, predictor) -> dict:
-    """Each stage as a function of one drawn canvas (the canvas's prepared image and tensor computed beforehand)."""
-    prepared: dict[int, tuple] = {}
+def stage_calls(module: ModuleType, predictor, canvases: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """The images `module` prepares from the canvases, and each stage as a function of a canvas's index (its
+    prepared image and tensor made here, outside any timing)."""
+    images = [module.sketch_to_digit({"composite": c}) for c in canvases]
+    tensors = [torch.from_numpy(x)[None, None].contiguous(memory_format=torch.channels_last) for x in images]
 
-    def inputs(canvas):
-        if id(canvas) not in prepared:
-            x = module.sketch_to_digit({"composite": canvas})
-            prepared[id(canvas)] = x, torch.from_numpy(x)[None, None].contiguous(memory_format=torch.channels_last)
-        return prepared[id(canvas)]
-
-    def forward(canvas):
+    def forward(i: int) -> None:
         with torch.no_grad():
-            predictor.net(inputs(canvas)[1])
+            predictor.net(tensors[i])
 
-    return {"ink map": module._ink_map, "preprocessing": lambda c: module.sketch_to_digit({"composite": c}),
-            "forward": forward, "answer": lambda c: predictor.judge(inputs(c)[0]),
-            "sketch": lambda c: predictor.judge(module.sketch_to_digit({"composite": c}))}
+    return images, {"ink map": lambda i: module._ink_map(canvases[i]),
+                    "preprocessing": lambda i: module.sketch_to_digit({"composite": canvases[i]}),
+                    "forward": forward, "answer": lambda i: predictor.judge(images[i]),
+                    "sketch": lambda i: predictor.judge(module.sketch_to_digit({"composite": canvases[i]}))}
 
 
-def measure(calls: dict[str, dict], canvases: list[np.ndarray]) -> dict[str, dict[str, float]]:
-    """p50 ms per version and stage. The versions take turns on every canvas (the order swapped each time), so a
-    shared machine's slow and quick spells fall on both alike."""
+def measure(calls: dict[str, dict], n: int) -> dict[str, dict[str, float]]:
+    """p50 ms per version and stage over `n` canvases. The versions take turns on every canvas (the order swapped
+    each time), so a shared machine's slow and quick spells fall on both alike."""
     times = {name: {stage: [] for stage in STAGES} for name in calls}
     names = list(calls)
     for stage in STAGES:
-        for f in (calls[name][stage] for name in names):
-            f(canvases[0])  # warm-up
-        for i, canvas in enumerate(canvases):
+        for name in names:
+            calls[name][stage](0)  # warm-up
+        for i in range(n):
             for name in names[::1 if i % 2 == 0 else -1]:
-                f = calls[name][stage]
                 t0 = time.perf_counter()
-                f(canvas)
+                calls[name][stage](i)
                 times[name][stage].append((time.perf_counter() - t0) * 1000)
     return {name: {stage: statistics.median(t) for stage, t in stages.items()} for name, stages in times.items()}
 
@@ -96,16 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     versions = {"this checkout": inference}
     if args.against:
         versions[f"{args.against}"] = inference_of(args.against.resolve())
-    canvases = [render(layout_strokes(d["strokes"], 400, "big"), 400, 24) for d in pendigits.load()[::args.every]]
-    if args.against:
-        a, b = ([m.sketch_to_digit({"composite": c}) for c in canvases] for m in versions.values())
-        if not all(np.array_equal(x, y) for x, y in zip(a, b)):
-            raise SystemExit("the two checkouts prepare different images; their latencies are not comparable")
-    calls = {name: stage_calls(m, m.Predictor.load(args.checkpoint)) for name, m in versions.items()}
-    for c in canvases:  # the prepared inputs, outside any timing
-        for stages in calls.values():
-            stages["answer"](c)
-    rounds = [measure(calls, canvases) for _ in range(args.rounds)]
+    canvases = [render(layout_strokes(d["strokes"], CANVAS, "big"), CANVAS, 24)
+                for d in pendigits.load()[::args.every]]
+    prepared = {name: stage_calls(m, m.Predictor.load(args.checkpoint), canvases) for name, m in versions.items()}
+    images = [imgs for imgs, _ in prepared.values()]
+    if any(not np.array_equal(x, y) for other in images[1:] for x, y in zip(images[0], other)):
+        raise SystemExit("the two checkouts prepare different images; their latencies are not comparable")
+    calls = {name: stages for name, (_, stages) in prepared.items()}
+    rounds = [measure(calls, len(canvases)) for _ in range(args.rounds)]
     print(f"{len(canvases)} sketches, p50 ms of each round, 1 thread ({Path(args.checkpoint).name})\n")
     print("| code | " + " | ".join(STAGES) + " |")
     print("|---|" + "---:|" * len(STAGES))
