@@ -3,7 +3,7 @@
     python -m bench.few_shot [--task fashion|fashion-photo|pen|both] [--shots 10 20] [--seeds 0 1 2] [--split test|val]
 
 fashion: N Fashion-MNIST training images per class (the digit model never saw clothes) in an image folder, read as
-greyscale, trained as the app trains your classes (core.own_classes.few_shot_config), from the shipped
+greyscale, trained as the app trains your classes (core.few_shot.few_shot_config), from the shipped
 handwriting-digitnet (whole net fine-tuned, or its output layer alone) and from scratch; scored on the 10,000 test
 images (`--split val`: on 2,000 other training images, the split the recipe was tuned on). Anchor: a raw-pixel
 1-nearest-neighbour on the same N images per class. fashion-photo: the same images as 32x32 RGB photos, from the
@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import checkpoint as ckpt  # noqa: E402
 from core import datasets as DS  # noqa: E402
+from core import pens  # noqa: E402
 from core import train as T  # noqa: E402
-from core.data import ImageData, default_data_root  # noqa: E402
-from core.evaluate import evaluate_model, tta_options  # noqa: E402
-from core.own_classes import few_shot_config  # noqa: E402
+from core.calibration import tta_options  # noqa: E402
+from core.evaluate import evaluate_model  # noqa: E402
+from core.few_shot import few_shot_config  # noqa: E402
+from core.imagedata import ImageData, default_data_root  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTS = {"fashion": ROOT / "checkpoints" / "handwriting-digitnet.pt",
@@ -115,9 +117,8 @@ def as_photos(data: ImageData) -> ImageData:
 
 def pen_sets(shots: int, seed: int, data_root: Path) -> tuple[ImageData, ImageData, ImageData]:
     """Renders of 3 writers' digits (train + hold-out) and one render of each digit of the other writers."""
-    from core.datasets import _rendered_pen_file  # the registry's own renders (4 per digit), cached
 
-    data = _rendered_pen_file(data_root / "pendigits" / DS.PENDIGITS_FILES["train"], DS.PENDIGITS_RENDERS)
+    data = pens.rendered_pen_file(data_root / "pendigits" / pens.PENDIGITS_FILES["train"], pens.PENDIGITS_RENDERS)
     writers = torch.unique(data["writers"])
     g = torch.Generator().manual_seed(seed)
     few = writers[torch.randperm(len(writers), generator=g)[:3]]
@@ -133,7 +134,7 @@ def pen_sets(shots: int, seed: int, data_root: Path) -> tuple[ImageData, ImageDa
     picked = candidates[_per_class(data["labels"][candidates], shots + hold_n, g)]
     per = picked.view(10, -1)
     others = torch.nonzero(~mine).flatten()
-    one_render = others[torch.arange(0, len(others), DS.PENDIGITS_RENDERS)]  # renders of a digit are consecutive
+    one_render = others[torch.arange(0, len(others), pens.PENDIGITS_RENDERS)]  # renders of a digit are consecutive
     return subset(per[:, :shots].flatten()), subset(per[:, shots:].flatten()), subset(one_render)
 
 

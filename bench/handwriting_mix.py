@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import checkpoint as ckpt  # noqa: E402
-from core import data as D  # noqa: E402
-from core import datasets, models  # noqa: E402
+from core import datasets, models, pens  # noqa: E402
+from core import imagedata as D  # noqa: E402
 from core.evaluate import evaluate_model  # noqa: E402
 from core.train import TrainConfig, train  # noqa: E402
 
@@ -36,7 +36,7 @@ VAL_SPLIT = 0.2
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--renders", type=int, default=datasets.PENDIGITS_RENDERS)
+    p.add_argument("--renders", type=int, default=pens.PENDIGITS_RENDERS)
     p.add_argument("--per-epoch", type=int, default=datasets.HANDWRITING_PER_EPOCH,
                    help="renderings of each pen digit one epoch trains on, drawn afresh (0: all)")
     p.add_argument("--mnist-only", action="store_true")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "digits, e.g. `core.train --dataset mnist --val-split 0.2`)")
     p.add_argument("--distill-weight", type=float, default=1.0)
     args = p.parse_args(argv)
-    datasets.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
+    pens.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model, "sketch")["epochs"])
     split_seed = args.seeds[0]

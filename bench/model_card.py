@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import pen_accuracy  # noqa: E402
 from core import checkpoint as ckpt  # noqa: E402
 from core import datasets  # noqa: E402
-from core.evaluate import evaluate_model, tta_options  # noqa: E402
-from core.inference import Predictor  # noqa: E402
+from core.calibration import tta_options  # noqa: E402
+from core.evaluate import evaluate_model  # noqa: E402
 from core.models import count_parameters  # noqa: E402
+from core.predictor import Predictor  # noqa: E402
 
 
 def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:

@@ -3,7 +3,7 @@
     python -m bench.onnx [--n 200] [--threads 1] [--accuracy] [--data-root DIR] [CHECKPOINT ...]
 
 Latency: one prepared image at a time (a real test image), --n times after a warm-up, through
-core.inference.Predictor (torch) and through onnxruntime, both limited to --threads threads, alternating so that
+core.predictor.Predictor (torch) and through onnxruntime, both limited to --threads threads, alternating so that
 both see the same machine; median and p95 in milliseconds. With --accuracy, the top-1 accuracy of each ONNX file on
 its full test set beside core.evaluate's figure for the checkpoint (they must be equal), on all cores. Default:
 every shipped checkpoint.
@@ -24,9 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import checkpoint as ckpt  # noqa: E402
-from core.evaluate import checkpoint_data, evaluate_model, tta_options  # noqa: E402
+from core.calibration import tta_options  # noqa: E402
+from core.evaluate import checkpoint_data, evaluate_model  # noqa: E402
 from core.export import INPUT, export_onnx  # noqa: E402
-from core.inference import Predictor  # noqa: E402
+from core.predictor import Predictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

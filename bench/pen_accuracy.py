@@ -4,7 +4,7 @@
 
 Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush, thin (8 px) or
 thick (24 px), either as recorded (small, off-centre) or big and centred, then goes through the app's sketch
-preprocessing (core.inference.sketch_to_digit) and the model. Latency is preprocessing + forward for one sketch.
+preprocessing (core.preparation.sketch_to_digit) and the model. Latency is preprocessing + forward for one sketch.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
-from core.inference import Predictor, sketch_to_digit  # noqa: E402
+from core.predictor import Predictor  # noqa: E402
+from core.preparation import sketch_to_digit  # noqa: E402
 from core.strokes import layout_strokes, render  # noqa: E402
 
 CANVAS = 400

@@ -5,7 +5,7 @@
 
 Pen digits (bench.pendigits) are drawn on the 400 px canvas as bench.pen_accuracy draws them (big and centred, the
 thick brush) and each stage is timed on one thread; the p50 of every round is printed. "sketch" is what
-bench.pen_accuracy and the app pay per drawing: preprocessing (core.inference.sketch_to_digit) plus the answer
+bench.pen_accuracy and the app pay per drawing: preprocessing (core.preparation.sketch_to_digit) plus the answer
 (Predictor.judge: normalising, the forward pass, probabilities and the energy score).
 
 With --against DIR, another checkout of this project (`git worktree add DIR <commit>`) is measured in the same
@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,20 +28,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import pendigits  # noqa: E402
-from core import inference  # noqa: E402
 from core.strokes import CANVAS, layout_strokes, render  # noqa: E402
 
 STAGES = ("ink map", "preprocessing", "forward", "answer", "sketch")
 
 
-def inference_of(root: Path) -> ModuleType:
-    """core.inference as another checkout at `root` has it, imported beside this checkout's own."""
+def sketch_code() -> SimpleNamespace:
+    """What a sketch goes through, in this checkout: its preparation (and ink map) and predictor."""
+    from core import predictor, preparation
+
+    return SimpleNamespace(sketch_to_digit=preparation.sketch_to_digit,
+                           _ink_map=preparation._ink_map, Predictor=predictor.Predictor)
+
+
+def sketch_code_of(root: Path) -> SimpleNamespace:
+    """`sketch_code` as another checkout at `root` has it, imported beside this checkout's own
+    (a checkout from before core.preparation kept all three in core.inference)."""
     ours = {k: m for k, m in sys.modules.items() if k == "core" or k.startswith("core.")}
     for k in ours:
         del sys.modules[k]
     sys.path.insert(0, str(root))
     try:
-        return importlib.import_module("core.inference")
+        if (root / "core" / "preparation.py").is_file():
+            return sketch_code()
+        old = importlib.import_module("core.inference")
+        return SimpleNamespace(sketch_to_digit=old.sketch_to_digit, _ink_map=old._ink_map,
+                               Predictor=old.Predictor)
     finally:
         sys.path.remove(str(root))
         for k in [k for k in sys.modules if k == "core" or k.startswith("core.")]:
@@ -49,7 +61,7 @@ def inference_of(root: Path) -> ModuleType:
         sys.modules.update(ours)
 
 
-def stage_calls(module: ModuleType, predictor, canvases: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+def stage_calls(module: SimpleNamespace, predictor, canvases: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     """The images `module` prepares from the canvases, and each stage as a function of a canvas's index (its
     prepared image and tensor made here, outside any timing)."""
     images = [module.sketch_to_digit({"composite": c}) for c in canvases]
@@ -89,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", type=Path, default=None, help="another checkout to measure side by side")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # a web worker answers one sketch at a time
-    versions = {"this checkout": inference}
+    versions = {"this checkout": sketch_code()}
     if args.against:
-        versions[f"{args.against}"] = inference_of(args.against.resolve())
+        versions[f"{args.against}"] = sketch_code_of(args.against.resolve())
     canvases = [render(layout_strokes(d["strokes"], CANVAS, "big"), CANVAS, 24)
                 for d in pendigits.load()[::args.every]]
     prepared = {name: stage_calls(m, m.Predictor.load(args.checkpoint), canvases) for name, m in versions.items()}

@@ -29,9 +29,10 @@ from bench import pendigits  # noqa: E402
 from bench.few_shot import grey_to_photos  # noqa: E402
 from bench.latency import print_table  # noqa: E402
 from core import datasets as DS  # noqa: E402
-from core.data import default_data_root  # noqa: E402
-from core.evaluate import energy_score, predict_logits, tta_options  # noqa: E402
-from core.inference import Predictor, photo_to_input, sketch_to_digit  # noqa: E402
+from core.calibration import energy_score, predict_logits, tta_options  # noqa: E402
+from core.imagedata import default_data_root  # noqa: E402
+from core.predictor import Predictor  # noqa: E402
+from core.preparation import photo_to_input, sketch_to_digit  # noqa: E402
 from core.strokes import CANVAS, layout_strokes, render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import models
-from .data import INPUT_KINDS
+from .kinds import NAMES as INPUT_KINDS
 
 __all__ = ["FORMAT", "VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint", "build_from_checkpoint",
            "check_architecture", "state_shapes", "make_meta", "library_versions", "quantize_state_dict",
@@ -51,7 +51,7 @@ def library_versions() -> dict[str, str]:
 def make_meta(model_name: str, dataset: str, classes: list[str], input_shape: tuple[int, int, int],
               mean: tuple[float, ...], std: tuple[float, ...], model_kwargs: dict | None = None,
               **extra: Any) -> dict:
-    """The metadata of a checkpoint; `extra` adds e.g. `kind` (the input kind, core.data.INPUT_KINDS), `config`,
+    """The metadata of a checkpoint; `extra` adds e.g. `kind` (the input kind, core.kinds), `config`,
     `tta_flip`, `tta_shift`. Files without a kind (older releases) get their dataset's (core.datasets)."""
     return {"format": FORMAT, "version": VERSION, "model": model_name, "model_kwargs": dict(model_kwargs or {}),
             "dataset": dataset, "classes": list(classes), "input_shape": list(input_shape), "mean": list(mean),

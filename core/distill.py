@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as D
+from . import imagedata as D
 from . import transfer
 
 __all__ = ["TEMPERATURE", "Teacher", "load_teacher"]

@@ -11,109 +11,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import data as D
 from . import datasets
+from .calibration import fit_temperature, fit_unsure_threshold, predict_logits, tta_options
+from .imagedata import DataError, ImageData
 
-__all__ = ["evaluate_model", "predict_logits", "view_logits", "fit_temperature", "tta_options", "energy_score",
-           "fit_unsure_threshold", "checkpoint_data", "UNSURE_PASS", "main"]
+__all__ = ["evaluate_model", "checkpoint_data", "main"]
 
 SAMPLE_COUNT = 24
 
 
-def tta_options(meta: dict) -> dict:
-    """The test-time augmentation a checkpoint was evaluated with, as keyword arguments of `predict_logits`."""
-    return {"tta_flip": bool(meta.get("tta_flip")), "tta_shift": int(meta.get("tta_shift") or 0)}
-
-
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, mean, std, tta_flip: bool = False,
-                   tta_shift: int = 0) -> torch.Tensor:
-    """Logits for a uint8 (or 0-255 float) batch, through the test-time views of `view_logits`."""
-    return view_logits(model, D.normalise(images, mean, std), tta_flip, tta_shift)
-
-
-def view_logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, tta_shift: int = 0) -> torch.Tensor:
-    """Logits for a normalised batch (the one definition of the test-time views, exported to ONNX as it is).
-
-    With `tta_flip`, averaged with the mirrored batch. With `tta_shift` = s > 0, the image counts half and two copies
-    moved by s pixels diagonally (edges reflected) a quarter each; all views go through the model as one batch.
-    """
-    if not tta_flip and not tta_shift:
-        return model(x.contiguous(memory_format=torch.channels_last)).float()
-    views, weights = [x], [1.0]
-    if tta_shift:
-        s, (h, w) = tta_shift, x.shape[-2:]
-        padded = F.pad(x, (s, s, s, s), mode="reflect")
-        views += [padded[..., :h, :w], padded[..., 2 * s:, 2 * s:]]
-        weights = [0.5, 0.25, 0.25]
-    if tta_flip:
-        views += [v.flip(3) for v in views]
-        weights = [w / 2 for w in weights] * 2
-    n = x.shape[0]
-    batch = torch.cat(views).contiguous(memory_format=torch.channels_last)
-    logits = model(batch).float().view(len(views), n, -1)
-    return (logits * torch.tensor(weights, device=logits.device)[:, None, None]).sum(0)
-
-
-@torch.no_grad()
-def fit_temperature(model: nn.Module, data: D.ImageData, tta_flip: bool = False, tta_shift: int = 0,
-                    batch_size: int = 1000, device: torch.device | str = "cpu") -> float:
-    """The softmax temperature that minimises NLL on `data` (grid search over 0.2..3).
-
-    Label smoothing trains deliberately under-confident nets: on MNIST the shipped digit net's expected calibration
-    error is 9.5% at T=1 and 0.15% at the fitted T (0.45), so the probabilities shown to users mean what they say.
-    """
-    was_training = model.training
-    model.eval()
-    logits = torch.cat([predict_logits(model, data.images[i:i + batch_size].to(device), data.mean, data.std,
-                                       tta_flip, tta_shift).cpu() for i in range(0, len(data), batch_size)])
-    model.train(was_training)
-    grid = torch.linspace(0.2, 3.0, 57)
-    nll = torch.stack([F.cross_entropy(logits / t, data.labels) for t in grid])
-    return round(grid[nll.argmin()].item(), 3)
-
-
-# "Not one of my classes": the share of held-out images of the model's own classes that must pass as sure, and how
-# many of them are scored to find that threshold.
-UNSURE_PASS, UNSURE_IMAGES = 0.95, 2000
-UNSURE_MIN_VIEWS = 400  # augmented views scored at least, when a model has only a few training images
-
-
-def energy_score(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """How much an input looks like the training data, per row of logits: T * logsumexp(logits / T), the negative
-    free energy (Liu et al., 2020). Lower means less like anything the model learnt; unlike the top probability
-    it keeps the logits' size, which a picture of none of the classes does not reach even when one class wins."""
-    t = float(temperature)
-    return t * torch.logsumexp(logits.float() / t, dim=-1)
-
-
-@torch.no_grad()
-def fit_unsure_threshold(model: nn.Module, data: D.ImageData, temperature: float, tta_flip: bool = False,
-                         tta_shift: int = 0, batch_size: int = 1000, device: torch.device | str = "cpu",
-                         augment: bool = False, seed: int = 0) -> float:
-    """The energy score below which an input is "probably none of the classes": the score that UNSURE_PASS of
-    `data` (held-out images of the model's classes) reach. With `augment`, each image is seen through the data's
-    training augmentation first (for a model with no held-out data: views it did not train on)."""
-    was_training = model.training
-    model.eval()
-    g = torch.Generator().manual_seed(seed)
-    if len(data) > UNSURE_IMAGES:  # the 5% tail of 2,000 scores is 100 of them: enough, at a fifth of the cost
-        data = data.subset(torch.randperm(len(data), generator=g)[:UNSURE_IMAGES])
-    elif augment and len(data) < UNSURE_MIN_VIEWS:  # a few examples of your own classes: several views of each
-        data = data.subset(torch.arange(len(data)).repeat(-(-UNSURE_MIN_VIEWS // len(data))))
-    scores = []
-    for i in range(0, len(data), batch_size):
-        x = data.images[i:i + batch_size].to(device)
-        if augment:
-            x = D.augment_batch(x, data.augment, g).round().clamp(0, 255).to(torch.uint8)
-        logits = predict_logits(model, x, data.mean, data.std, tta_flip, tta_shift).cpu()
-        scores.append(energy_score(logits, temperature))
-    model.train(was_training)
-    return round(torch.cat(scores).quantile(1 - UNSURE_PASS).item(), 4)
-
-
-@torch.no_grad()
-def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
+def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
                    amp_dtype: torch.dtype | None = None, tta_flip: bool = False, tta_shift: int = 0) -> dict:
     """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
     uint8 images, so a caller can draw them without loading the data again); for a set of several parts
@@ -153,7 +61,7 @@ def evaluate_model(model: nn.Module, data: D.ImageData, device: torch.device | s
                         "images": data.images[sample.to(data.images.device)].cpu()}}
 
 
-def checkpoint_data(payload: dict, split: str, root: str | None = None, download: bool = True) -> D.ImageData:
+def checkpoint_data(payload: dict, split: str, root: str | None = None, download: bool = True) -> ImageData:
     """A split of a checkpoint's dataset as its model saw it: at its input size, read as its kind, normalised with
     its statistics (a transferred model: its source's). An image folder defaults to the folder it was trained on."""
     c, size, _ = payload["input_shape"]
@@ -163,7 +71,7 @@ def checkpoint_data(payload: dict, split: str, root: str | None = None, download
     data = datasets.load_dataset(payload["dataset"], split, root, download, size, c, cfg.get("seed", 0),
                                  datasets.checkpoint_kind(payload))
     if data.classes != payload["classes"]:
-        raise D.DataError(f"the {split} set's classes {data.classes} differ from the checkpoint's")
+        raise DataError(f"the {split} set's classes {data.classes} differ from the checkpoint's")
     return replace(data, mean=tuple(payload["mean"]), std=tuple(payload["std"]))
 
 
@@ -209,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.record:
                 written.append(f"test accuracy {result['acc']:.4f}")
             print(f"{' and '.join(written)} written to {args.checkpoint}", file=sys.stderr)
-    except (D.DataError, ckpt.CheckpointError, ValueError) as exc:
+    except (DataError, ckpt.CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -4,10 +4,10 @@
 
 Input "image": float32 (N, C, H, W), values 0..1 (pixel / 255), C/H/W the checkpoint's input shape (1x28x28 for the
 digit models, 3x32x32 for the photo models), N any. The image is prepared as the app prepares it (the model's
-metadata "preparation" says how; core.inference.PREPARATION). Inside the graph: the per-channel normalisation, the
+metadata "preparation" says how; core.kinds). Inside the graph: the per-channel normalisation, the
 test-time views the checkpoint is evaluated with (mirror, shifted copies), every member of an ensemble, the softmax
 at the calibrated temperature. Outputs: "probabilities" (N, classes) and "score" (N,), the energy score of
-core.evaluate: below the metadata's "unsure_threshold" an input is probably none of the classes.
+core.calibration: below the metadata's "unsure_threshold" an input is probably none of the classes.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from .calibration import energy_score, tta_options, view_logits
 from .datasets import checkpoint_kind
-from .evaluate import energy_score, tta_options, view_logits
-from .inference import PREPARATION
+from .kinds import get_kind
 
 __all__ = ["ExportError", "Deployable", "export_onnx", "metadata", "OPSETS", "DEFAULT_OPSET", "INPUT", "OUTPUTS",
            "main"]
@@ -72,7 +72,7 @@ def metadata(payload: dict, single_view: bool = False) -> dict[str, str]:
         "classes": json.dumps(payload["classes"]),
         "kind": kind,
         "input": f"{INPUT}: float32 [N, {c}, {size}, {size}], values 0..1 (pixel / 255)",
-        "preparation": PREPARATION[kind],
+        "preparation": get_kind(kind).preparation,
         "outputs": "probabilities: float32 [N, classes], at the calibrated temperature; score: float32 [N], the "
                    "energy score (below unsure_threshold: probably none of the classes)",
         "test_time_views": " + ".join(["as given", *views]),

@@ -23,7 +23,7 @@ __all__ = ["ModelSpec", "register", "list_models", "get_spec", "create_model", "
 class ModelSpec:
     name: str
     build: Callable[..., nn.Module]
-    # The training recipe per input kind of the data ("sketch", "greyscale", "photo": core.data.INPUT_KINDS).
+    # The training recipe per input kind of the data ("sketch", "greyscale", "photo": core.kinds).
     recipes: dict[str, dict] = field(default_factory=dict)
     # Training-time settings (TrainConfig fields) the constructor takes when they are set, such as alexnet's
     # `pretrained`; they shape the starting weights only, so the checkpoint does not keep them.

@@ -15,111 +15,27 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import data as D
 from . import datasets, distill, distributed, models, transfer
-from .evaluate import evaluate_model, fit_temperature, fit_unsure_threshold, tta_options
+from . import imagedata as D
+from .augment import FlipMasks, alternating_flips, augment_batch
+from .calibration import fit_temperature, fit_unsure_threshold, tta_options
+from .config import TrainConfig, add_arguments, config_from_args, resolve_config
+from .evaluate import evaluate_model
 
-__all__ = ["TrainConfig", "LIMITS", "OPTIMIZERS", "SCHEDULES", "SUMMARY_KEYS", "pick_device", "train",
-           "resolve_config", "summarize", "start_line", "epoch_line", "main"]
+__all__ = ["TrainConfig", "SUMMARY_KEYS", "pick_device", "train", "summarize", "start_line", "epoch_line",
+           "main"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "none")
-# Bounds enforced on every config, whoever sends it (CLI, web form, API).
-LIMITS = {"epochs": (1, 200), "batch_size": (1, 4096), "lr": (1e-6, 20.0), "weight_decay": (0.0, 0.1),
-          "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "val_split": (0.0, 0.5),
-          "max_steps": (0, 10_000_000), "max_seconds": (0.0, 86_400.0), "image_size": (8, 128),
-          "eval_every": (1, 200), "max_train_images": (0, 10_000_000), "tta_shift": (0, 4),
-          "distill_weight": (0.0, 10.0)}
 # The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
-SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "train_seconds",
-                "images_per_s", "checkpoint", "stopped", "per_class", "val_parts", "test_parts")
-
-
-@dataclass
-class TrainConfig:
-    dataset: str = "mnist"
-    model: str = "digitnet"
-    # None means: take the model's default recipe for this dataset.
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    schedule: str | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    augment: bool | None = None
-    momentum: float | None = None
-    nesterov: bool = True
-    val_split: float = 0.0
-    test: bool = True
-    eval_every: int = 1  # evaluate val/test every N epochs (and always after the last)
-    max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit); for quick runs
-    max_seconds: float = 0.0  # or after this much training wall time (0 = no limit); the run still evaluates
-    max_train_images: int = 0  # train on a seeded subset of this many images (0 = all); short epochs for demos
-    seed: int = 0
-    amp: bool | None = None  # None = on when training on CUDA
-    device: str | None = None
-    data_root: str | None = None
-    download: bool = True
-    # Image folders only: the input kind (None: by channels, or the folder's own record), the image size and the
-    # channel count (None: the --init-from checkpoint's input, else 1x28x28 for sketches, 3x32x32 for photos).
-    kind: str | None = None
-    image_size: int | None = None
-    channels: int | None = None
-    pretrained: bool = False  # models whose spec takes it (alexnet): start from published weights
-    out: str | None = None
-    resume: str | None = None
-    model_kwargs: dict = field(default_factory=dict)
-    tta_shift: int | None = None  # test-time views shifted by this many pixels (photos; 0 = flip only)
-    # Transfer: start from this checkpoint's weights (same architecture, any classes) with a new output layer,
-    # trained with the model's fine-tuning recipe; with freeze_backbone only the new output layer learns.
-    init_from: str | None = None
-    freeze_backbone: bool = False
-    # Distillation: also learn this checkpoint's answers where it is right (core.distill), with this weight.
-    teacher: str | None = None
-    distill_weight: float = 1.0
-
-
-def _check_range(name: str, value) -> None:
-    lo, hi = LIMITS[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not lo <= value <= hi:
-        raise ValueError(f"{name} must be a number between {lo} and {hi} (got {value!r})")
-
-
-def resolve_config(cfg: TrainConfig, kind: str) -> TrainConfig:
-    """Fill unset fields from the model's default recipe for data of this input kind and validate every bound;
-    returns a new config."""
-    models.get_spec(cfg.model)
-    datasets.get_dataset_spec(cfg.dataset)
-    recipe = models.transfer_recipe(cfg.model, kind) if cfg.init_from else models.default_recipe(cfg.model, kind)
-    values = asdict(cfg)
-    for key, value in recipe.items():
-        if values.get(key) is None:
-            values[key] = value
-    out = TrainConfig(**values)
-    for name in LIMITS:
-        if name != "image_size" or out.image_size is not None:
-            _check_range(name, getattr(out, name))
-    if int(out.epochs) != out.epochs or int(out.batch_size) != out.batch_size:
-        raise ValueError("epochs and batch_size must be whole numbers")
-    out.epochs, out.batch_size, out.max_steps = int(out.epochs), int(out.batch_size), int(out.max_steps)
-    out.eval_every, out.max_train_images = int(out.eval_every), int(out.max_train_images)
-    out.tta_shift = int(out.tta_shift)
-    if out.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {out.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    if out.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {out.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    if out.kind is not None and out.kind not in D.INPUT_KINDS:
-        raise ValueError(f"unknown input kind {out.kind!r}; choose one of: {', '.join(D.INPUT_KINDS)}")
-    return out
+SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc",
+                "train_seconds", "images_per_s", "checkpoint", "stopped", "per_class", "val_parts",
+                "test_parts")
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -179,7 +95,7 @@ class Run:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     memory_format: torch.memory_format
-    flips: D.FlipMasks | None
+    flips: FlipMasks | None
     meta: dict
     parameters: int
     steps_per_epoch: int
@@ -272,7 +188,7 @@ def build_run(cfg: TrainConfig) -> Run:
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that draw.
-    flips = D.alternating_flips(len(train_set), cfg.seed + 2, device) if train_set.augment == "photos" else None
+    flips = alternating_flips(len(train_set), cfg.seed + 2, device) if train_set.augment == "photos" else None
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
                           train_set.std, model_kwargs, kind=train_set.kind, config=asdict(cfg),
                           tta_flip=train_set.tta_flip, tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
@@ -348,7 +264,7 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
         part = part.to(run.device)
         x, y = train.images[part], train.labels[part]
         if cfg.augment:
-            x = D.augment_batch(x, train.augment, augment_g, run.flips(part, epoch) if run.flips else None)
+            x = augment_batch(x, train.augment, augment_g, run.flips(part, epoch) if run.flips else None)
         else:
             x = x.float()
         seen_x = x
@@ -500,68 +416,9 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core.train", description="Train a TinyVision model.")
-    p.add_argument("--dataset", default="mnist", choices=datasets.list_datasets())
-    p.add_argument("--model", default=None, help=f"one of: {', '.join(models.list_models())} "
-                                                  "(default: the fast net for the dataset's kind of input)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    p.add_argument("--val-split", type=float, default=0.0, help="fraction of train held out for validation")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: no limit)")
-    p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this much training time (0: no limit)")
-    p.add_argument("--max-train-images", type=int, default=0,
-                   help="train on a seeded subset of this many images (0: all)")
-    p.add_argument("--tta-shift", type=int,
-                   help="photos: also average views shifted by this many pixels (0: flip only)")
-    p.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (always after the last)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto", help="mixed precision (CUDA only)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
-    p.add_argument("--no-download", dest="download", action="store_false")
-    p.add_argument("--kind", choices=D.INPUT_KINDS, default=None,
-                   help="image folders: how to read the images: sketch (dark strokes on a light ground: ink found, "
-                        "fitted and centred), greyscale or photo (default: the folder's record, else photo for 3 "
-                        "channels, greyscale for 1)")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="image folders: resize images to this size (default: the --init-from checkpoint's, else 28 "
-                        "for sketches and greyscale, 32 for photos)")
-    p.add_argument("--channels", type=int, default=None, choices=(1, 3),
-                   help="image folders: 1 (grey) or 3 (RGB) (default: the --init-from checkpoint's, else by kind)")
-    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
-                   help="start from this checkpoint's weights with a new output layer for the data's classes "
-                        "(same model; the default model then is the checkpoint's) and the model's fine-tuning recipe")
-    p.add_argument("--freeze-backbone", action="store_true",
-                   help="with --init-from: train only the new output layer")
-    p.add_argument("--teacher", default=None, metavar="CHECKPOINT",
-                   help="also learn this checkpoint's answers on the images it reads right (same classes and input)")
-    p.add_argument("--distill-weight", type=float, default=1.0, help="with --teacher: the weight of its answers")
-    p.add_argument("--pretrained", action="store_true", help="alexnet: start from ImageNet weights (online)")
-    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
-                   help='extra constructor arguments, e.g. \'{"widths": [32, 64, 128]}\'')
-    p.add_argument("--out", default=None, help="checkpoint path (default: runs/<dataset>-<model>.pt)")
-    p.add_argument("--resume", default=None, help="continue from this checkpoint")
+    add_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
     return p
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    kind = args.kind or datasets.get_dataset_spec(args.dataset).kind_for(args.channels)
-    if args.init_from and not args.model:
-        model = ckpt.load_checkpoint(args.init_from)["model"]
-    else:
-        model = args.model or datasets.FAST_MODEL[kind]
-    out = args.out or str(Path("runs") / f"{args.dataset}-{model}.pt")
-    names = {f.name for f in fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    values.update(model=model, out=out, amp={"auto": None, "on": True, "off": False}[args.amp])
-    return TrainConfig(**values)
 
 
 def _interrupt(signum: int, frame) -> None:

@@ -1,4 +1,4 @@
-"""The app's handlers on real inputs, and the app's API through gradio_client against a live local server."""
+"""The predictor tabs' answers on real inputs, and the app's API through gradio_client against a live local server."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +10,11 @@ from bench.latency import sketch_payload
 from bench.serving import api_client, serve_app
 from conftest import ROOT
 from core.datasets import CIFAR10_CLASSES
-from core.handlers import DIGITS, EMPTY_PHOTO, EMPTY_SKETCH, PHOTOS, Studio
-from core.inference import InputError
+from core.kinds import DIGITS, PHOTOS
+from core.preparation import InputError
+from core.services.answers import Answers
+from core.services.shelf import Shelf
+from core.services.texts import EMPTY_PHOTO, EMPTY_SKETCH, GENERIC_ERROR
 from core.strokes import layout_strokes, render
 
 CAT = ROOT / "examples" / "photos" / "cat.jpg"
@@ -20,8 +23,8 @@ CIFAR_CLASSES = set(CIFAR10_CLASSES)
 
 
 @pytest.fixture(scope="module")
-def studio():
-    return Studio()
+def answers():
+    return Answers(Shelf())
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +32,15 @@ def pen():
     return pendigits.load()[::50]  # 35 digits from every writer
 
 
-def test_every_shipped_checkpoint_loads_and_both_tabs_have_a_model(studio):
+def test_every_shipped_checkpoint_loads_and_both_tabs_have_a_model(answers):
+    shelf = answers.shelf
     shipped = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.pt"))
-    assert sorted(studio.models) == shipped
-    assert studio.default(DIGITS) == "handwriting-digitnet"
-    assert studio.default(PHOTOS) is not None
-    for kind in (DIGITS, PHOTOS):
-        for label, key in studio.choices(kind):
-            assert key in studio.models and label
+    assert sorted(shelf.models) == shipped
+    assert shelf.default(DIGITS) == "handwriting-digitnet"
+    assert shelf.default(PHOTOS) is not None
+    for tab in (DIGITS, PHOTOS):
+        for label, key in shelf.choices(tab):
+            assert key in shelf.models and label
 
 
 def _canvas(digit, size, ink, background, layout="big"):
@@ -58,11 +62,11 @@ SKETCH_STYLES = {
 
 
 @pytest.mark.parametrize("style", SKETCH_STYLES)
-def test_predict_digit_on_real_pen_digits_in_any_canvas_style(studio, pen, style):
+def test_predict_digit_on_real_pen_digits_in_any_canvas_style(answers, pen, style):
     size, ink, background = SKETCH_STYLES[style]
     correct = 0
     for d in pen:
-        label, seen, status = studio.predict_digit({"composite": _canvas(d, size, ink, background), "layers": []},
+        label, seen, status = answers.predict_digit({"composite": _canvas(d, size, ink, background), "layers": []},
                                                    "mnist-digitnet")
         assert set(label) <= set("0123456789") and len(label) == 3
         # The top 3 of ten probabilities: each in [0, 1], most likely first, together at most the whole.
@@ -75,25 +79,25 @@ def test_predict_digit_on_real_pen_digits_in_any_canvas_style(studio, pen, style
     assert correct / len(pen) >= 0.9, f"{correct}/{len(pen)}"
 
 
-def test_sketch_from_layers_only_is_read(studio, pen):
+def test_sketch_from_layers_only_is_read(answers, pen):
     layer = _canvas(pen[0], 400, (0, 0, 0, 255), (0, 0, 0, 0))
-    label, _, _ = studio.predict_digit({"background": None, "layers": [layer], "composite": None})
+    label, _, _ = answers.predict_digit({"background": None, "layers": [layer], "composite": None})
     assert max(label, key=label.get) == str(pen[0]["label"])
 
 
 @pytest.mark.parametrize("sketch", [None, {"composite": np.full((400, 400, 3), 255, np.uint8), "layers": []},
                                     {"composite": np.zeros((300, 500, 4), np.uint8), "layers": []}])
-def test_empty_canvas_asks_for_a_digit(studio, sketch):
-    assert studio.predict_digit(sketch) == (None, None, EMPTY_SKETCH)
+def test_empty_canvas_asks_for_a_digit(answers, sketch):
+    assert answers.predict_digit(sketch) == (None, None, EMPTY_SKETCH)
 
 
-def test_unknown_or_wrong_kind_of_model_is_refused(studio):
+def test_unknown_or_wrong_kind_of_model_is_refused(answers):
     with pytest.raises(InputError, match="unknown model"):
-        studio.predict_digit(None, "no-such-model")
+        answers.predict_digit(None, "no-such-model")
     with pytest.raises(InputError, match="unknown model"):
-        studio.predict_digit(None, studio.default(PHOTOS))
+        answers.predict_digit(None, answers.shelf.default(PHOTOS))
     with pytest.raises(InputError, match="unknown model"):
-        studio.classify_image(None, 42)
+        answers.classify_image(None, 42)
 
 
 def _save(image: Image.Image, path, **kwargs):
@@ -101,7 +105,7 @@ def _save(image: Image.Image, path, **kwargs):
     return str(path)
 
 
-def test_classify_real_photos_in_many_modes(studio, tmp_path):
+def test_classify_real_photos_in_many_modes(answers, tmp_path):
     cat = Image.open(CAT)
     inputs = {
         "jpeg": str(CAT),
@@ -113,17 +117,17 @@ def test_classify_real_photos_in_many_modes(studio, tmp_path):
         "gradio payload": {"path": str(CAT), "orig_name": "cat.jpg"},
     }
     for name, value in inputs.items():
-        label, seen, status = studio.classify_image(value)
+        label, seen, status = answers.classify_image(value)
         assert set(label) <= CIFAR_CLASSES and len(label) == 5, name
         assert seen.ndim == 3 and seen.shape[2] == 3, name
         assert "answered by" in status, name
 
 
-def test_no_photo_shows_the_prompt(studio):
-    assert studio.classify_image(None) == (None, None, EMPTY_PHOTO)
+def test_no_photo_shows_the_prompt(answers):
+    assert answers.classify_image(None) == (None, None, EMPTY_PHOTO)
 
 
-def test_bad_photos_are_clear_input_errors(studio, tmp_path):
+def test_bad_photos_are_clear_input_errors(answers, tmp_path):
     raw = (ROOT / "examples" / "photos" / "cat.jpg").read_bytes()
     cases = {
         "truncated.jpg": (raw[: len(raw) // 3], "could not be decoded|truncated"),
@@ -134,28 +138,28 @@ def test_bad_photos_are_clear_input_errors(studio, tmp_path):
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(InputError, match=message):
-            studio.classify_image(str(path))
+            answers.classify_image(str(path))
     tiny = _save(Image.new("RGB", (1, 1), "red"), tmp_path / "one.png")
     with pytest.raises(InputError, match="1x1 pixels"):
-        studio.classify_image(tiny)
+        answers.classify_image(tiny)
     huge = _save(Image.new("L", (8000, 8000)), tmp_path / "huge.png")
     with pytest.raises(InputError, match="too large|pixels"):
-        studio.classify_image(huge)
+        answers.classify_image(huge)
     with pytest.raises(InputError):
-        studio.classify_image(12345)
+        answers.classify_image(12345)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The API through gradio_client
 
 @pytest.fixture(scope="module")
-def served_studio():
-    return Studio()
+def served_shelf():
+    return Shelf()
 
 
 @pytest.fixture(scope="module")
-def client(served_studio):
-    with serve_app(studio=served_studio) as url:
+def client(served_shelf):
+    with serve_app(shelf=served_shelf) as url:
         yield api_client(url)
 
 
@@ -236,19 +240,18 @@ def test_api_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client, tmp_p
     assert label["label"] in CIFAR_CLASSES
 
 
-def test_api_an_unexpected_error_is_generic_for_the_caller_and_logged_in_full(client, served_studio, monkeypatch,
+def test_api_an_unexpected_error_is_generic_for_the_caller_and_logged_in_full(client, served_shelf, monkeypatch,
                                                                              caplog):
     """Only messages written for users reach them: a server error's text (here naming a server path) stays in the
     log, with its traceback, and the caller gets the generic message."""
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    from app import GENERIC_ERROR
 
     def broken(*args, **kwargs):
         raise RuntimeError("/srv/tinyvision/private/checkpoints/x.pt: disk on fire")
 
-    monkeypatch.setattr(served_studio, "predictor", broken)
+    monkeypatch.setattr(served_shelf, "predictor", broken)
     with pytest.raises(AppError) as info:
         client.predict(handle_file(str(CAT)), None, api_name="/classify_image")
     assert str(info.value) == GENERIC_ERROR

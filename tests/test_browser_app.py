@@ -30,7 +30,8 @@ from bench.browser_pen import (
 from bench.serving import ARTIFACTS, chromium, serve_app
 from conftest import PEN_DIGITS, ROOT
 from core.datasets import CIFAR10_CLASSES
-from core.inference import Predictor, sketch_to_digit
+from core.predictor import Predictor
+from core.preparation import sketch_to_digit
 from core.strokes import layout_strokes, render
 
 pytestmark = pytest.mark.browser

@@ -132,8 +132,8 @@ def test_ensemble_export_averages_the_members_logits(tmp_path):
 
 def test_a_predictor_answers_for_an_ensemble_with_one_stacked_net(tmp_path):
     """The app answers single sketches through the members stacked into one net: the ensemble's probabilities."""
-    from core.evaluate import predict_logits
-    from core.inference import Predictor
+    from core.calibration import predict_logits
+    from core.predictor import Predictor
 
     for seed, name in enumerate(("a.pt", "b.pt")):
         _trained_like(tmp_path / name, seed)
@@ -210,7 +210,7 @@ def test_export_cli(tmp_path, capsys):
 
 def test_an_exported_ensemble_is_measured_and_named_as_one(tmp_path, data_root, capsys):
     from core import evaluate
-    from core.inference import Predictor
+    from core.predictor import Predictor
 
     _trained_like(tmp_path / "a.pt", 0)
     _trained_like(tmp_path / "b.pt", 1)

@@ -15,12 +15,18 @@ from unipen_sample import synthetic_unipen
 
 from conftest import ROOT
 from core import checkpoint as ckpt
-from core import data as D
 from core import datasets as DS
-from core import models
-from core.data import AUGMENTATIONS, INPUT_KINDS, DataError
-from core.handlers import DIGITS, PHOTOS, Studio, kind_of
-from core.inference import InputError, Predictor
+from core import imagedata as D
+from core import kinds, models, pens
+from core.augment import AUGMENTATIONS
+from core.downloads import DOWNLOAD_TIMEOUT_S
+from core.imagedata import DataError
+from core.kinds import DIGITS, PHOTOS
+from core.kinds import NAMES as INPUT_KINDS
+from core.predictor import Predictor
+from core.preparation import InputError
+from core.services.answers import Answers
+from core.services.shelf import Shelf, tab_of
 from core.unipen import UnipenError, decompress, parse
 
 SAMPLE_Z = ROOT / "tests" / "fixtures" / "unipen-sample.tra.Z"
@@ -65,7 +71,7 @@ def test_every_spec_is_complete_and_consistent(name):
     for channels in (1, 3):
         assert spec.kind_for(channels) in INPUT_KINDS and spec.augment_for(channels) in AUGMENTATIONS
         assert isinstance(spec.tta_flip_for(channels), bool)
-        assert DS.FAST_MODEL[spec.kind_for(channels)] in models.list_models()
+        assert kinds.get_kind(spec.kind_for(channels)).fast_model in models.list_models()
         for model in models.list_models():
             assert models.default_recipe(model, spec.kind_for(channels))["epochs"] >= 1
     if spec.channels is not None:
@@ -128,7 +134,7 @@ def test_pendigits_round_trip_renders_like_the_sketchpad_with_whole_writers_held
     root = _pen_root(tmp_path)
     train = DS.load_dataset("pendigits", "train", root=root, download=False)
     test = DS.load_dataset("pendigits", "test", root=root, download=False)
-    r = DS.PENDIGITS_RENDERS
+    r = pens.PENDIGITS_RENDERS
     assert len(train) + len(test) == 50 * r and len(test) == 10 * r  # 5 writers: one held out, whole
     assert train.images.shape[1:] == (1, 28, 28) and (train.images.flatten(1).amax(1) > 64).all()  # ink in every one
     digits = parse(synthetic_unipen())
@@ -146,7 +152,7 @@ def test_pendigits_round_trip_renders_like_the_sketchpad_with_whole_writers_held
 def test_pendigits_test_file_is_used_when_present_and_handwriting_joins_mnist(tmp_path):
     root = _idx_root(_pen_root(tmp_path), "MNIST")
     (root / "pendigits" / "pendigits-orig.tes").write_text(synthetic_unipen(writers=2, seed=1))
-    r = DS.PENDIGITS_RENDERS
+    r = pens.PENDIGITS_RENDERS
     assert len(DS.load_dataset("pendigits", "train", root=root, download=False)) == 50 * r
     assert len(DS.load_dataset("pendigits", "test", root=root, download=False)) == 20 * r
     train = DS.load_dataset("handwriting", "train", root=root, download=False)
@@ -178,7 +184,7 @@ def test_handwriting_can_train_each_epoch_on_some_of_a_digits_renderings(tmp_pat
     root = _idx_root(_pen_root(tmp_path), "MNIST")
     monkeypatch.setattr(DS, "HANDWRITING_PER_EPOCH", 1)
     data = DS.load_dataset("handwriting", "train", root=root, download=False)
-    r = DS.PENDIGITS_RENDERS
+    r = pens.PENDIGITS_RENDERS
     assert data.per_epoch == 1 and D.epoch_size(data) == 20 + 50
     assert data.items[:20].eq(-1).all() and torch.equal(data.items[20:], torch.arange(50 * r) // r)
     assert DS.load_dataset("handwriting", "test", root=root, download=False).items is None
@@ -245,9 +251,9 @@ def test_pendigits_download_unpacks_only_the_named_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
     data = DS.load_dataset("pendigits", "train", root=tmp_path)
-    assert len(data) == 40 * DS.PENDIGITS_RENDERS
+    assert len(data) == 40 * pens.PENDIGITS_RENDERS
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["pendigits-orig.tra"]
-    assert ("HEAD", DS.DOWNLOAD_TIMEOUT_S) in asked and all(t == DS.DOWNLOAD_TIMEOUT_S for _, t in asked)
+    assert ("HEAD", DOWNLOAD_TIMEOUT_S) in asked and all(t == DOWNLOAD_TIMEOUT_S for _, t in asked)
 
 
 def test_pendigits_offline_or_with_downloads_off_names_the_folder(tmp_path, monkeypatch):
@@ -273,12 +279,12 @@ def test_real_fashion_mnist_is_exact(data_root):
 
 @pytest.mark.slow  # renders 7,494 drawings once (about 15 s)
 def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_root, monkeypatch):
-    monkeypatch.setattr(DS, "PENDIGITS_RENDERS", 1)  # the drawing is what is checked, not how many of each
+    monkeypatch.setattr(pens, "PENDIGITS_RENDERS", 1)  # the drawing is what is checked, not how many of each
     digits = parse((data_root / "pendigits" / "pendigits-orig.tra").read_text())
     assert len(digits) == 7494 and len({d["writer"] for d in digits}) == 30
     train = DS.load_dataset("pendigits", "train", root=data_root, download=False)
     test = DS.load_dataset("pendigits", "test", root=data_root, download=False)
-    assert len(train) + len(test) == 7494 * DS.PENDIGITS_RENDERS and train.images.shape[1:] == (1, 28, 28)
+    assert len(train) + len(test) == 7494 * pens.PENDIGITS_RENDERS and train.images.shape[1:] == (1, 28, 28)
     assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999  # ink present
     # Labels right: the shipped digit model (never trained on these) reads most renderings as their label.
     predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
@@ -301,13 +307,14 @@ def _checkpoint(path, dataset: str, channels: int = 1, kind: str | None = "greys
 
 
 def test_a_fashion_model_is_refused_by_the_draw_tab_and_answers_photos(tmp_path):
-    studio = Studio(_checkpoint(tmp_path / "ck" / "fashion-mnist-digitnet.pt", "fashion-mnist").parent)
-    assert studio.default(DIGITS) is None and studio.default(PHOTOS) == "fashion-mnist-digitnet"
+    answers = Answers(Shelf(_checkpoint(tmp_path / "ck" / "fashion-mnist-digitnet.pt", "fashion-mnist").parent))
+    shelf = answers.shelf
+    assert shelf.default(DIGITS) is None and shelf.default(PHOTOS) == "fashion-mnist-digitnet"
     with pytest.raises(InputError, match="unknown model"):
-        studio.predict_digit(None, "fashion-mnist-digitnet")
+        answers.predict_digit(None, "fashion-mnist-digitnet")
     shoe = np.full((90, 120, 3), 250, np.uint8)
     shoe[40:70, 20:100] = 30  # a dark shoe on a white table
-    label, seen, status = studio.classify_image(_save(shoe, tmp_path / "shoe.png"), "fashion-mnist-digitnet")
+    label, seen, status = answers.classify_image(_save(shoe, tmp_path / "shoe.png"), "fashion-mnist-digitnet")
     assert set(label) <= set(DS.FASHION_CLASSES) and "answered by" in status
     small = seen[::8, ::8]  # the 28x28 the model saw, enlarged 8x
     assert small.shape == (28, 28) and small[0, 0] < 50 and small[14, 14] > 200  # made light-on-dark
@@ -323,12 +330,12 @@ def test_checkpoints_of_an_older_release_land_in_the_right_tab(tmp_path):
     old = {k: p for k, p in shipped.items() if k.startswith(("mnist-", "cifar10-"))}
     assert old and all("kind" not in p.meta for p in old.values())  # written before kinds were recorded
     assert shipped["handwriting-digitnet"].meta["kind"] == "sketch"
-    assert {kind_of(p) for k, p in shipped.items() if k.startswith(("mnist-", "handwriting-"))} == {DIGITS}
-    assert {kind_of(p) for k, p in shipped.items() if k.startswith("cifar10-")} == {PHOTOS}
+    assert {tab_of(p) for k, p in shipped.items() if k.startswith(("mnist-", "handwriting-"))} == {DIGITS}
+    assert {tab_of(p) for k, p in shipped.items() if k.startswith("cifar10-")} == {PHOTOS}
     old_folder = Predictor.load(_checkpoint(tmp_path / "f.pt", "imagefolder", kind=None, classes=list("ab")))
-    assert old_folder.kind == "greyscale" and kind_of(old_folder) == PHOTOS
+    assert old_folder.kind == "greyscale" and tab_of(old_folder) == PHOTOS
     new = Predictor.load(_checkpoint(tmp_path / "n.pt", "fashion-mnist"))
-    assert new.meta["kind"] == "greyscale" and kind_of(new) == PHOTOS
+    assert new.meta["kind"] == "greyscale" and tab_of(new) == PHOTOS
 
 
 def test_an_unknown_kind_in_a_checkpoint_is_refused(tmp_path):

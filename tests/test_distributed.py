@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from core import checkpoint as ckpt
-from core import data as D
 from core import distributed, models
+from core import imagedata as D
 from core import train as T
 
 ROOT = Path(__file__).resolve().parents[1]

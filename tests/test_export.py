@@ -1,6 +1,6 @@
 """ONNX export (core.export) checked with onnxruntime: the file answers as the app does for the same prepared image.
 
-The reference is core.inference.Predictor (what every tab answers with), one image at a time; the exported graph
+The reference is core.predictor.Predictor (what every tab answers with), one image at a time; the exported graph
 takes the whole batch at once. Both compute in float32, so the probabilities agree to ~1e-6; TOLERANCE leaves room
 for the other kernels' summation order on other CPUs.
 """
@@ -16,7 +16,8 @@ from core import checkpoint as ckpt
 from core import datasets, models
 from core.evaluate import checkpoint_data
 from core.export import DEFAULT_OPSET, INPUT, ExportError, export_onnx, main
-from core.inference import PREPARATION, Predictor
+from core.kinds import get_kind
+from core.predictor import Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "checkpoints").glob("*.pt"))
@@ -73,7 +74,7 @@ def test_every_shipped_checkpoint_answers_as_the_app_does(path, real_images, exp
     assert_same_answers(predictor, onnx, real_images[predictor.input_shape[0]])
     meta = ort.InferenceSession(str(onnx)).get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == predictor.classes
-    assert meta["kind"] == predictor.kind and meta["preparation"] == PREPARATION[predictor.kind]
+    assert meta["kind"] == predictor.kind and meta["preparation"] == get_kind(predictor.kind).preparation
     assert float(meta["temperature"]) == predictor.meta["temperature"]
     assert float(meta["unsure_threshold"]) == predictor.unsure_threshold
     c, size, _ = predictor.input_shape

@@ -12,19 +12,16 @@ from PIL import Image
 
 from bench.bad_inputs import zip_of
 from core import checkpoint as ckpt
-from core import datasets as DS
 from core import models
 from core import train as T
-from core.inference import InputError, Predictor
-from core.own_classes import (
-    MAX_CLASSES,
-    MAX_ZIP_ENTRIES,
-    ExampleSet,
-    archive_kind,
-    check_class_name,
-    sweep_sessions,
-)
-from core.training_ui import TrainingService
+from core.folders import FOLDER_RECORD
+from core.predictor import Predictor
+from core.preparation import InputError
+from core.services.archives import MAX_CLASSES, MAX_ZIP_ENTRIES, archive_kind
+from core.services.own_classes import ClassFolders, ExampleSet, check_class_name, sweep_sessions, train_own
+from core.services.runs import Trainer
+from core.services.settings import ServerSettings
+from core.services.shelf import Shelf
 from core.transfer import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +239,7 @@ def test_sketch_classes_train_from_the_shipped_digit_model(tmp_path):
     assert payload["mean"] == [0.1307]  # the digit model's normalisation, which its features were learnt on
     predictor = Predictor.load(out)
     from bench.unsure import letters
-    from core.inference import sketch_to_digit
+    from core.preparation import sketch_to_digit
     for shape in ("circle", "cross"):
         judgement = predictor.judge(sketch_to_digit({"composite": _canvas(shape, 15)}))
         assert predictor.classes[int(np.argmax(judgement.probs))] == shape and not judgement.unsure
@@ -263,7 +260,7 @@ def test_photo_classes_train_from_the_shipped_photo_model(tmp_path):
         pass
     predictor = Predictor.load(out)
     assert predictor.kind == "photo" and predictor.name.startswith("cifarnet (blue, red")
-    from core.inference import photo_to_input
+    from core.preparation import photo_to_input
     for name, colour in (("red", (190, 40, 40)), ("blue", (40, 40, 190))):
         probs = predictor.probabilities(photo_to_input(_photo(colour, size=64)))
         assert predictor.classes[int(np.argmax(probs))] == name
@@ -299,7 +296,7 @@ def test_a_checkpoint_that_does_not_fit_the_data_is_refused_with_the_fix(tmp_pat
 
 def test_cli_transfer_on_a_sketch_folder(tmp_path, capsys):
     ex = _sketches(tmp_path, per_class=5)
-    (ex.folder / DS.FOLDER_RECORD).unlink()  # a folder of drawings made elsewhere: the kind is asked for
+    (ex.folder / FOLDER_RECORD).unlink()  # a folder of drawings made elsewhere: the kind is asked for
     out = tmp_path / "cli.pt"
     rc = T.main(["--dataset", "imagefolder", "--data-root", str(ex.folder), "--kind", "sketch", "--init-from",
                  SHIPPED_DIGITS, "--freeze-backbone", "--epochs", "2", "--out", str(out), "--json"])
@@ -312,14 +309,17 @@ def test_cli_transfer_on_a_sketch_folder(tmp_path, capsys):
 
 
 def test_the_service_streams_a_run_on_own_classes(tmp_path):
-    service = TrainingService(runs_root=tmp_path / "runs")
-    ex = service.examples("visitor1", "sketch")
+    service = Trainer(ServerSettings.make(runs_root=tmp_path / "runs"))
+    folders = ClassFolders(tmp_path / "runs" / "classes")
+    ex = folders.examples("visitor1", "sketch")
     for shape in ("circle", "cross"):
         ex.add_class(shape)
         for j in range(3):
             ex.add_sketch(shape, {"composite": _canvas(shape, 5 * j)})
     t0 = time.monotonic()
-    updates = list(service.run_own(ex, SHIPPED_DIGITS, fine_tune=True, session="visitor1"))
+    shelf = Shelf()
+    assert str(shelf.start_point("sketch")) == SHIPPED_DIGITS
+    updates = list(train_own(service, shelf, ex, "transfer", True, "visitor1"))
     seconds = time.monotonic() - t0
     last = updates[-1]
     assert last["run"]["checkpoint"] and "done" in last["log"] and "curves" in last
@@ -327,11 +327,11 @@ def test_the_service_streams_a_run_on_own_classes(tmp_path):
     assert len(last["table"]) == 200
     assert sum("curves" in u for u in updates) <= seconds / service.plot_every_s + 2
     assert sum(set(u) == {"progress"} for u in updates) <= seconds / service.progress_every_s + 2
-    assert ex.folder.is_relative_to(service.classes_root / "visitor1")
+    assert ex.folder.is_relative_to(folders.root / "visitor1")
     with pytest.raises(InputError, match="kind of examples"):
-        service.examples("visitor1", "video")
+        folders.examples("visitor1", "video")
     with pytest.raises(InputError, match="true or false"):
-        list(service.run_own(ex, None, fine_tune="yes"))
+        list(train_own(service, shelf, ex, "scratch", "yes", ""))
 
 
 # -- through the API of a launched app ---------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def test_train_own_endpoint_trains_on_a_zip_and_refuses_a_bad_one(tmp_path, data
 
     archive = _sketches(tmp_path, per_class=5).export_zip(tmp_path / "shapes.zip")
     (tmp_path / "bad.zip").write_bytes(b"not a zip at all")
-    with serve_app(training=TrainingService(runs_root=tmp_path / "runs", data_root=data_root)) as url:
+    with serve_app(settings=ServerSettings.make(runs_root=tmp_path / "runs", data_root=data_root)) as url:
         client = api_client(url)
         api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_own"]
         assert [p["parameter_name"] for p in api["parameters"]] == ["path", "kind", "start"]

@@ -10,17 +10,18 @@ from bench.unsure import letters, scribbles
 from conftest import ROOT
 from core import checkpoint as ckpt
 from core import train as T
-from core.data import ImageData
-from core.evaluate import UNSURE_PASS, energy_score, fit_unsure_threshold
-from core.handlers import Studio
-from core.inference import Predictor
+from core.calibration import UNSURE_PASS, energy_score, fit_unsure_threshold
+from core.imagedata import ImageData
+from core.predictor import Predictor
+from core.services.answers import Answers
+from core.services.shelf import Shelf
 
 CAT = ROOT / "examples" / "photos" / "cat.jpg"
 
 
 @pytest.fixture(scope="module")
-def studio():
-    return Studio()
+def answers():
+    return Answers(Shelf())
 
 
 def test_energy_score_is_the_tempered_logsumexp():
@@ -67,36 +68,37 @@ def test_a_training_stores_the_threshold_and_the_predictor_reads_it(tmp_path, da
     assert np.allclose(judgement.probs, predictor.probabilities(np.zeros((28, 28), np.uint8)))
 
 
-def test_every_shipped_checkpoint_has_a_threshold(studio):
-    assert studio.models and all(p.unsure_threshold is not None for p in studio.models.values())
+def test_every_shipped_checkpoint_has_a_threshold(answers):
+    models = answers.shelf.models
+    assert models and all(p.unsure_threshold is not None for p in models.values())
 
 
 def _drawn(array: np.ndarray) -> dict:
     return {"composite": array}
 
 
-def test_digit_model_flags_letters_and_scribbles_but_not_digits(studio):
+def test_digit_model_flags_letters_and_scribbles_but_not_digits(answers):
     from bench.pendigits import load
     from core.strokes import layout_strokes, render
 
     rng = np.random.default_rng(1)
     odd = [_drawn(a) for a in letters(20, rng) + scribbles(20, rng)]
-    flagged = [studio.answer_digit(s)["unsure"] for s in odd]
+    flagged = [answers.answer_digit(s)["unsure"] for s in odd]
     assert sum(flagged) >= len(odd) // 2
     pen = load()[::100]
     digits = [_drawn(render(layout_strokes(d["strokes"], 400, "big"), 400, 12)) for d in pen]
-    answers = [studio.answer_digit(s) for s in digits]
-    assert sum(a["unsure"] for a in answers) <= len(answers) // 10
-    status = studio.predict_digit(odd[flagged.index(True)])[2]
+    replies = [answers.answer_digit(s) for s in digits]
+    assert sum(a["unsure"] for a in replies) <= len(replies) // 10
+    status = answers.predict_digit(odd[flagged.index(True)])[2]
     assert status.startswith("🤔 **Not sure: this does not look like any of 0, 1, 2")
 
 
-def test_photo_model_flags_a_digit_photo_but_not_a_cat(studio, tmp_path):
+def test_photo_model_flags_a_digit_photo_but_not_a_cat(answers, tmp_path):
     digit = np.full((64, 64, 3), 0, np.uint8)
     digit[12:52, 28:36] = 255  # a white 1 on black, as MNIST shows it
     Image.fromarray(digit).save(tmp_path / "one.png")
-    assert studio.answer_photo(str(tmp_path / "one.png"))["unsure"]
-    cat = studio.answer_photo(str(CAT))
+    assert answers.answer_photo(str(tmp_path / "one.png"))["unsure"]
+    cat = answers.answer_photo(str(CAT))
     assert cat["label"] == "cat" and not cat["unsure"] and cat["message"] == ""
 
 

@@ -3,8 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core import data as D
+from core import augment as A
 from core import datasets as DS
+from core import downloads
+from core import imagedata as D
 
 
 def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monkeypatch):
@@ -38,7 +40,7 @@ def test_the_download_probe_has_its_own_timeout(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     with pytest.raises(D.DataError, match="looks offline"):
         DS.load_dataset("mnist", "train", root=tmp_path)
-    assert timeouts and all(t == ("HEAD", DS.DOWNLOAD_TIMEOUT_S, None) for t in timeouts)
+    assert timeouts and all(t == ("HEAD", downloads.DOWNLOAD_TIMEOUT_S, None) for t in timeouts)
 
 
 def test_mnist_real_data_is_exact(data_root):
@@ -117,12 +119,12 @@ def test_each_epoch_uses_a_fresh_choice_of_an_items_renderings_and_every_loose_i
 def test_batched_augmentation_shapes_ranges_and_randomness():
     g = torch.Generator().manual_seed(0)
     photos = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
-    out = D.augment_batch(photos, "photos", g)
+    out = A.augment_batch(photos, "photos", g)
     assert out.shape == photos.shape and out.min() >= 0 and out.max() <= 255
     assert not torch.equal(out, photos.float())
     digits = torch.zeros(8, 1, 28, 28, dtype=torch.uint8)
     digits[:, :, 8:20, 12:16] = 255
-    out = D.augment_batch(digits, "digits", g)
+    out = A.augment_batch(digits, "digits", g)
     assert out.shape == digits.shape and out.max() <= 255.001
     assert (out.sum((1, 2, 3)) > 0).all()  # the digit survives the affine jitter
 
@@ -131,7 +133,7 @@ def test_translate_moves_pixels_by_at_most_the_padding():
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(64, 1, 9, 9)
     x[:, :, 4, 4] = 1
-    out = D._random_translate(x, 2, g)
+    out = A._random_translate(x, 2, g)
     pos = out.view(64, -1).argmax(1)
     rows, cols = pos // 9, pos % 9
     assert ((rows - 4).abs() <= 2).all() and ((cols - 4).abs() <= 2).all()
@@ -140,20 +142,20 @@ def test_translate_moves_pixels_by_at_most_the_padding():
 
 def test_photo_shifts_mirror_the_border_and_flips_follow_the_mask():
     grey = torch.full((16, 3, 32, 32), 77, dtype=torch.uint8)
-    out = D.augment_batch(grey, "photos", torch.Generator().manual_seed(0))
+    out = A.augment_batch(grey, "photos", torch.Generator().manual_seed(0))
     assert (out == 77).all()  # a reflected border adds no black edge, whatever the shift
     ramp = torch.arange(32, dtype=torch.uint8).repeat(4, 3, 32, 1)
     every = torch.ones(4, dtype=torch.bool)
-    flipped = D.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), every)
-    kept = D.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), ~every)
+    flipped = A.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), every)
+    kept = A.augment_batch(ramp, "photos", torch.Generator().manual_seed(5), ~every)
     assert torch.equal(flipped, kept.flip(3)) and not torch.equal(flipped, kept)
 
 
 def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
-    masks = D.alternating_flips(1000, seed=3)
+    masks = A.alternating_flips(1000, seed=3)
     index = torch.randperm(1000)[:300]
     first, second, third = (masks(index, epoch) for epoch in (1, 2, 3))
     assert 100 < int(first.sum()) < 200  # a random half to start
     assert torch.equal(second, ~first) and torch.equal(third, first)
-    assert torch.equal(D.alternating_flips(1000, seed=3)(index, 1), first)  # the same after a resume
-    assert not torch.equal(D.alternating_flips(1000, seed=4)(index, 1), first)
+    assert torch.equal(A.alternating_flips(1000, seed=3)(index, 1), first)  # the same after a resume
+    assert not torch.equal(A.alternating_flips(1000, seed=4)(index, 1), first)

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from bench import pen_accuracy, pendigits
-from core import inference as I
+from core import predictor as P
+from core import preparation as I
 from core.strokes import layout_strokes, render
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -95,7 +96,7 @@ def test_thin_and_thick_brushes_end_in_a_narrow_band_of_widths(pen):
 
 @pytest.fixture(scope="module")
 def digitnet():
-    return I.Predictor.load(CHECKPOINTS / "mnist-digitnet.pt")
+    return P.Predictor.load(CHECKPOINTS / "mnist-digitnet.pt")
 
 
 def test_thin_pen_lines_are_read_as_drawn(pen, digitnet):
@@ -196,13 +197,13 @@ def test_truncated_and_bomb_images_are_refused(tmp_path):
 
 def test_top_k_orders_probabilities():
     probs = np.array([0.1, 0.6, 0.3])
-    assert list(I.top_k(probs, ["a", "b", "c"], 2)) == ["b", "c"]
+    assert list(P.top_k(probs, ["a", "b", "c"], 2)) == ["b", "c"]
 
 
 def test_shift_tta_averages_shifted_and_mirrored_views():
     import torch
 
-    from core.evaluate import predict_logits
+    from core.calibration import predict_logits
 
     torch.manual_seed(0)
     # A linear read-out of every pixel: no view gives the same logits as another by accident.
@@ -231,10 +232,10 @@ def test_sketch_latency_bench_measures_two_checkouts_side_by_side(capsys):
     from bench import sketch_latency
 
     root = Path(__file__).resolve().parents[1]
-    other = sketch_latency.inference_of(root)
-    assert other is not I and other.sketch_to_digit is not I.sketch_to_digit
-    import core.inference
-    assert core.inference is I  # this checkout's modules are back in place
+    other = sketch_latency.sketch_code_of(root)
+    assert other.sketch_to_digit is not I.sketch_to_digit
+    import core.preparation
+    assert core.preparation is I  # this checkout's modules are back in place
     assert sketch_latency.main(["--every", "250", "--rounds", "2", "--against", str(root)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| code | ink map |") and len(rows) == 3

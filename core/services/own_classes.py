@@ -15,10 +15,11 @@ import json
 import math
 import re
 import shutil
-import stat
+import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,37 +27,39 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import models
-from .datasets import FAST_MODEL, FOLDER_RECORD, FOLDER_TEST_SHARE, IMAGE_EXTENSIONS
-from .inference import InputError, load_photo, open_image, sketch_to_digit
-from .train import TrainConfig
+from ..config import TrainConfig
+from ..few_shot import few_shot_config
+from ..folders import FOLDER_RECORD, FOLDER_TEST_SHARE, IMAGE_EXTENSIONS
+from ..kinds import Kind, own_kinds
+from ..predictor import Predictor
+from ..preparation import InputError, load_photo, open_image, sketch_to_digit
+from .answers import OWN_KEY
+from .archives import MAX_CLASSES, checked_members
+from .runs import Trainer
+from .shelf import Shelf
 
-__all__ = ["KINDS", "ExampleSet", "ImportReport", "check_class_name", "sweep_sessions", "archive_kind",
-           "few_shot_config", "MAX_CLASSES",
-           "MIN_CLASSES", "MIN_EXAMPLES", "MAX_NAME", "MAX_ZIP_BYTES", "MAX_ZIP_ENTRIES", "MAX_UNPACKED_BYTES"]
+__all__ = ["ExampleSet", "ImportReport", "ClassFolders", "own_kind", "check_class_name",
+           "sweep_sessions", "train_own", "train_archive", "trained_model", "STARTS",
+           "MIN_CLASSES", "MIN_EXAMPLES", "MAX_NAME"]
 
-KINDS = ("sketch", "photo")
-DATASET = "imagefolder"  # the registry's folder dataset, which these folders are
-MIN_CLASSES, MAX_CLASSES = 2, 20
+MIN_CLASSES = 2
 MIN_EXAMPLES = 2  # per class, before training
 HELD_OUT_FROM = round(1 / FOLDER_TEST_SHARE)  # a class this large has one example held out (a fifth, rounded down)
 MAX_EXAMPLES = 500  # per class
 MAX_NAME = 40
 MIN_SIDE = 8  # pixels: smaller images hold nothing to learn from
-STORED_SIDE = {"sketch": 400, "photo": 256}  # examples are kept at most this large (the models see 28 or 32 px)
-# A .zip is refused before anything in it is read when it breaks one of these.
-MAX_ZIP_BYTES = 100 << 20
-MAX_ZIP_ENTRIES = 5000
-MAX_UNPACKED_BYTES = 400 << 20
-MAX_RATIO = 200  # unpacked / packed size of one member; image files are compressed already
-ARCHIVES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst"}
-# Training on a few examples: this many optimiser steps whatever the number of examples, in batches of at most
-# BATCH (sketches: the fine-tuning recipe's 30 epochs of 200 images at batch 32; photos: fewer, cifarnet's steps
-# cost 6 times digitnet's; docs/own-classes.md).
-STEPS, BATCH = {"sketch": 210, "greyscale": 210, "photo": 100}, 32
 SESSION_MAX_AGE_S = 3600  # a session's folder is removed this long after the session ended
 SESSION_IDLE_S = 24 * 3600  # or when nothing in it changed for this long
+SWEEP_EVERY_S = 60  # how often the folders are checked for removal
 _BAD_NAME = re.compile(r'[/\\\x00-\x1f\x7f:*?"<>|]')
+
+
+def own_kind(kind: Any) -> Kind:
+    """The kind of a visitor's classes (core.kinds); InputError for one the tab does not offer."""
+    offered = {k.name: k for k in own_kinds()}
+    if kind not in offered:
+        raise InputError(f"the kind of examples is one of: {', '.join(offered)} (got {kind!r})")
+    return offered[kind]
 
 
 def check_class_name(name: Any) -> str:
@@ -94,9 +97,7 @@ class ExampleSet:
     """The classes and examples of one kind ("sketch" or "photo") in `folder` (created when needed)."""
 
     def __init__(self, folder: str | Path, kind: str):
-        if kind not in KINDS:
-            raise InputError(f"the kind of examples is one of: {', '.join(KINDS)} (got {kind!r})")
-        self.folder, self.kind = Path(folder), kind
+        self.folder, self.kind, self.spec = Path(folder), kind, own_kind(kind)
 
     # -- classes ----------------------------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class ExampleSet:
 
     def _store(self, path: Path, image: Image.Image) -> Path:
         """Write one example into the class folder `path` (re-encoded as PNG, atomically)."""
-        image.thumbnail((STORED_SIDE[self.kind],) * 2, Image.LANCZOS)
+        image.thumbnail((self.spec.stored_side,) * 2, Image.LANCZOS)
         out = path / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.png"
         tmp = out.with_suffix(".tmp")
         image.save(tmp, format="PNG")
@@ -185,7 +186,7 @@ class ExampleSet:
             raise InputError(f"the image is {image.width}x{image.height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
                              "is needed")
         rgb = load_photo(image)
-        if self.kind == "photo":
+        if not self.spec.drawn:
             return rgb
         grey = rgb.convert("L")
         if sketch_to_digit(np.asarray(grey)) is None:
@@ -194,7 +195,7 @@ class ExampleSet:
 
     def add_sketch(self, name: Any, sketch: Any) -> Path:
         """Store a sketchpad drawing (its composite, as drawn) in class `name`."""
-        if self.kind != "sketch":
+        if not self.spec.drawn:
             raise InputError("these are photo classes: upload images instead")
         digit = sketch_to_digit(sketch)
         if digit is None:
@@ -242,11 +243,17 @@ class ExampleSet:
         tmp.replace(dest)
         return dest
 
+    def download(self) -> Path:
+        """All examples as a .zip beside the folder, for the visitor to download."""
+        if not self.counts():
+            raise InputError("there are no examples to download yet")
+        return self.export_zip(self.folder.parent / f"my-{self.kind}-classes.zip")
+
     def import_zip(self, path: str | Path) -> ImportReport:
         """Add the examples of a .zip of class folders (`class/*.png`, or `top/class/*.png`), merging into classes
         of the same name. The whole archive is checked before any member is read; nothing is extracted to disk
         as it comes: each image is decoded in memory and stored re-encoded."""
-        members, recorded = _checked_members(Path(path))
+        members, recorded = checked_members(path)
         if recorded and recorded != self.kind:
             raise InputError(f"this archive holds {recorded} examples; switch the kind to {recorded} to import it")
         names = sorted({cls for cls, _ in members})
@@ -292,24 +299,6 @@ class ExampleSet:
         return few_shot_config(self.folder, self.kind, n_train, init_from, fine_tune, seed)
 
 
-def few_shot_config(folder: str | Path, kind: str, n_train: int, init_from: str | Path | None,
-                    fine_tune: bool = True, seed: int = 0) -> TrainConfig:
-    """Training on an image folder of few examples: from `init_from` (a trained checkpoint; None: from scratch, the
-    kind's fast net) with a fresh output layer (`fine_tune` False: that layer alone learns), the model's fine-tuning
-    recipe, and as many epochs of `n_train` images as make about STEPS optimiser steps."""
-    batch = min(BATCH, n_train)
-    epochs = max(1, min(200, math.ceil(STEPS[kind] / math.ceil(n_train / batch))))
-    common = dict(dataset=DATASET, data_root=str(folder), kind=kind, seed=seed, epochs=epochs, batch_size=batch)
-    if init_from is None:
-        model = FAST_MODEL[kind]
-        recipe = {k: v for k, v in models.transfer_recipe(model, kind).items() if k not in common}
-        return TrainConfig(model=model, **common, **recipe)
-    from .checkpoint import load_checkpoint
-
-    return TrainConfig(model=load_checkpoint(init_from)["model"], init_from=str(init_from),
-                       freeze_backbone=not fine_tune, **common)
-
-
 def _count(class_dir: Path) -> int:
     return sum(1 for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
 
@@ -323,71 +312,6 @@ def _reason(message: str) -> str:
     if "nothing is drawn" in message:
         return "images with nothing drawn"
     return "files that are not readable images"
-
-
-def _checked_members(path: Path) -> tuple[list[tuple[str, zipfile.ZipInfo]], str | None]:
-    """(class name, member) for every file of the archive, and the kind it records; InputError for an archive
-    that is refused (not a zip, too large, too many entries, unpacking too much, unsafe paths, links, archives)."""
-    if not path.is_file():
-        raise InputError("no archive was uploaded")
-    if path.stat().st_size > MAX_ZIP_BYTES:
-        raise InputError(f"the archive is larger than {MAX_ZIP_BYTES >> 20} MB")
-    if not zipfile.is_zipfile(path):
-        raise InputError("the file is not a .zip archive")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            record = next((i for i in infos if i.filename == FOLDER_RECORD), None)
-            recorded = _recorded_kind(archive.read(record)) if record and record.file_size < 1024 else None
-    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, NotImplementedError) as exc:
-        raise InputError(f"the archive cannot be read ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
-                         ) from None
-    if len(infos) > MAX_ZIP_ENTRIES:
-        raise InputError(f"the archive has {len(infos)} entries; at most {MAX_ZIP_ENTRIES}")
-    if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
-        raise InputError(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MB; refused")
-    files = []
-    for info in infos:
-        name = info.filename
-        parts = PurePosixPath(name).parts
-        if "\\" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-            raise InputError(f"the archive has an unsafe path {name[:80]!r} (absolute, or with ..); refused")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise InputError(f"the archive has a symbolic link ({name[:80]!r}); refused")
-        if info.flag_bits & 0x1:
-            raise InputError("the archive is encrypted; refused")
-        if info.is_dir() or name == FOLDER_RECORD or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-            continue
-        if PurePosixPath(name).suffix.lower() in ARCHIVES:
-            raise InputError(f"the archive holds another archive ({name[:80]!r}); put the images in it instead")
-        if info.file_size > 64 * 1024 and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise InputError(f"{name[:80]!r} unpacks to {info.file_size / max(info.compress_size, 1):.0f} times its "
-                             "packed size; refused (a zip bomb?)")
-        files.append((parts, info))
-    if not files:
-        raise InputError("the archive holds no files: put one folder per class in it, with images inside")
-    # A single top folder around the class folders (zipping a folder makes one) is not a class.
-    tops = {parts[0] for parts, _ in files}
-    strip = 1 if len(tops) == 1 and all(len(parts) >= 3 for parts, _ in files) else 0
-    members = [(parts[strip], info) for parts, info in files if len(parts) >= strip + 2]
-    if not members:
-        raise InputError("the archive's images are not in class folders: put one folder per class in it")
-    if len({cls for cls, _ in members}) > MAX_CLASSES:
-        raise InputError(f"the archive has {len({cls for cls, _ in members})} class folders; at most {MAX_CLASSES}")
-    return members, recorded
-
-
-def archive_kind(path: str | Path) -> str | None:
-    """The kind of examples a .zip records (one downloaded from the app), after the checks of an import."""
-    return _checked_members(Path(path))[1]
-
-
-def _recorded_kind(text: bytes) -> str | None:
-    try:
-        kind = json.loads(text).get("kind")
-    except (ValueError, AttributeError):
-        return None
-    return kind if kind in KINDS else None
 
 
 def sweep_sessions(root: str | Path, ended: dict[str, float], now: float | None = None) -> list[str]:
@@ -409,3 +333,77 @@ def sweep_sessions(root: str | Path, ended: dict[str, float], now: float | None 
             ended.pop(folder.name, None)
             removed.append(folder.name)
     return removed
+
+
+class ClassFolders:
+    """Every visitor's own classes: a folder per session and kind under `root`. A session's folder
+    is removed SESSION_MAX_AGE_S after it ends, or when untouched for SESSION_IDLE_S (a restarted
+    server forgets who left); the check walks every folder, so it runs at most every
+    SWEEP_EVERY_S."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._ended: dict[str, float] = {}  # session -> when it ended
+        self._swept = -math.inf
+
+    def examples(self, session: str, kind: str) -> ExampleSet:
+        """The visitor's own classes of `kind`, in their session's folder."""
+        own_kind(kind)
+        with self._lock:
+            if time.monotonic() - self._swept >= SWEEP_EVERY_S:
+                self._swept = time.monotonic()
+                sweep_sessions(self.root, self._ended)
+        name = session if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session or "") else "shared"
+        return ExampleSet(self.root / name / kind, kind)
+
+    def session_ended(self, session: str) -> None:
+        """Remember that a visitor left; their classes are removed SESSION_MAX_AGE_S later."""
+        with self._lock:
+            self._ended[session] = time.time()
+
+
+# -------------------------------------------------------------------------------------------------
+# Training on them
+
+STARTS = ("transfer", "scratch")  # from the shipped model's features, or from nothing
+
+
+def train_own(trainer: Trainer, shelf: Shelf, examples: ExampleSet, start: Any, fine_tune: Any,
+              session: str) -> Iterator[dict]:
+    """Teach a model a visitor's own classes, streaming the dashboard's updates as any run does:
+    from the shipped model of their kind (`start` "transfer"), its whole net (`fine_tune`) or its
+    output layer alone, or from scratch."""
+    if start not in STARTS:
+        raise InputError(f"start from 'transfer' or 'scratch' (got {start!r})")
+    if not isinstance(fine_tune, bool):
+        raise InputError(f"fine_tune must be true or false (got {fine_tune!r})")
+    init_from = shelf.start_point(examples.kind) if start == "transfer" else None
+    yield from trainer.stream(examples.train_config(init_from, fine_tune), [], session)
+
+
+def train_archive(trainer: Trainer, shelf: Shelf, folders: ClassFolders, path: str | None,
+                  kind: str | None, start: str | None, session: str) -> tuple[dict, str]:
+    """A .zip of class folders trained in one call (the API's /train_own): (the run's report, its
+    checkpoint). The kind defaults to the one the archive records (an archive downloaded from the
+    tab), else photo; the examples are removed afterwards."""
+    if not path:
+        raise InputError("send a .zip with one folder of images per class")
+    kind = kind or checked_members(path)[1] or "photo"
+    examples = folders.examples(f"api-{uuid.uuid4().hex[:12]}", kind)
+    try:
+        report = examples.import_zip(path)
+        try:
+            examples.check_trainable()
+        except InputError as exc:  # say what the import skipped: it is often why
+            raise InputError(f"{exc}; the archive: {report.message()}") from None
+        *_, final = train_own(trainer, shelf, examples, start or "transfer", True, session)
+    finally:
+        examples.clear()
+    return final["report"], final["checkpoint"]
+
+
+def trained_model(update: dict) -> dict:
+    """The tab's own model after a run's last update: {OWN_KEY: Predictor}, or {} without one."""
+    path = (update.get("run") or {}).get("checkpoint")
+    return {OWN_KEY: Predictor.load(path)} if path else {}

@@ -1,4 +1,5 @@
-"""The Train tab's logic (core.training_ui) on real MNIST, its bounds and upload checks, and `/train` over the API."""
+"""Training runs for the web app (core.services: runs, training_requests, visitor_models) on real MNIST, the
+bounds and upload checks, and `/train` over the API."""
 import os
 import sys
 import threading
@@ -13,9 +14,15 @@ from bench.serving import api_client, serve_app
 from core import checkpoint as ckpt
 from core import models
 from core import train as T
-from core.handlers import DIGITS, Studio
-from core.inference import InputError
-from core.training_ui import OUTPUTS, TrainingService, TrainRequest, check_checkpoint, in_background
+from core.kinds import DIGITS
+from core.preparation import InputError
+from core.services.answers import Answers
+from core.services.dashboard import OUTPUTS
+from core.services.runs import Trainer, in_background
+from core.services.settings import ServerSettings
+from core.services.shelf import Shelf
+from core.services.training_requests import TrainRequest, check_checkpoint, check_request, offered_datasets
+from core.services.visitor_models import VisitorModels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DIGITS = ROOT / "checkpoints" / "mnist-digitnet.pt"
@@ -28,7 +35,8 @@ SMALL = dict(max_train_images=512, batch_size=128)
 def service(tmp_path, data_root):
     # Every figure and progress line sent, for the per-epoch assertions below (the app's default sends at most one
     # set of figures a second: test_own_classes).
-    return TrainingService(runs_root=tmp_path / "runs", data_root=data_root, plot_every_s=0, progress_every_s=0)
+    return Trainer(ServerSettings.make(runs_root=tmp_path / "runs", data_root=data_root), plot_every_s=0,
+                   progress_every_s=0)
 
 
 def test_run_streams_start_progress_epochs_then_a_full_end_update(service, tmp_path):
@@ -70,7 +78,8 @@ def test_stop_after_an_epoch_keeps_it_and_resume_finishes_the_run(service):
     assert end["report"]["stopped"] is True and end["report"]["epoch"] == 1
     assert end["run"]["resumable"] and "train_state" in ckpt.load_checkpoint(end["checkpoint"])
     assert "stopped; the checkpoint of epoch 1 is kept" in end["log"]
-    assert service.adopt_upload(end["checkpoint"], {})[3]["resumable"]  # a stopped run's file resumes anywhere
+    # A stopped run's file resumes anywhere.
+    assert VisitorModels(service.folders).adopt(end["checkpoint"], {})[3]["resumable"]
 
     # Stopped again before the resumed run finishes an epoch: the file it resumed from is still the one to keep.
     interrupted = []
@@ -179,19 +188,20 @@ def test_a_run_left_by_its_caller_ends_on_its_own_and_frees_the_session(service)
     (dict(augment="yes"), "augment must be true or false"),
 ])
 def test_bounds_are_enforced_with_clear_messages(tmp_path, change, message):
-    service = TrainingService(runs_root=tmp_path)
+    service = Trainer(ServerSettings.make(runs_root=tmp_path))
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         next(service.run(TrainRequest(**change)))
     assert not service.busy() and not any(tmp_path.iterdir())  # refused before any run folder exists
 
 
 def test_defaults_are_the_fast_preset_and_the_time_cap_holds(tmp_path):
-    cfg = TrainingService(runs_root=tmp_path).make_config(TrainRequest())
+    cfg = check_request(TrainRequest(), ServerSettings.make(runs_root=tmp_path))
     recipe = models.default_recipe("digitnet", "sketch")
     assert (cfg.dataset, cfg.model) == ("mnist", "digitnet")
     assert {k: getattr(cfg, k) for k in recipe} == recipe
-    capped = TrainingService(runs_root=tmp_path, max_seconds=30)
-    assert [capped.make_config(TrainRequest(max_seconds=s)).max_seconds for s in (0, 10, 100)] == [30, 10, 30]
+    capped = ServerSettings.make(runs_root=tmp_path, max_seconds=30)
+    assert [capped.run_seconds(check_request(TrainRequest(max_seconds=s), capped).max_seconds)
+            for s in (0, 10, 100)] == [30, 10, 30]
 
 
 def test_folder_datasets_stay_inside_the_allowed_root(tmp_path):
@@ -199,15 +209,16 @@ def test_folder_datasets_stay_inside_the_allowed_root(tmp_path):
     (root / "shapes" / "a").mkdir(parents=True)
     (tmp_path / "secret").mkdir()
     (root / "escape").symlink_to(tmp_path / "secret")
-    service = TrainingService(runs_root=tmp_path / "runs", folder_root=root)
-    assert "imagefolder" in service.datasets and "imagefolder" not in TrainingService().datasets
-    cfg = service.make_config(TrainRequest(dataset="imagefolder", model="lenet", folder="shapes"))
+    settings = ServerSettings.make(runs_root=tmp_path / "runs", folder_root=root)
+    assert "imagefolder" in offered_datasets(settings)
+    assert "imagefolder" not in offered_datasets(ServerSettings.make())
+    cfg = check_request(TrainRequest(dataset="imagefolder", model="lenet", folder="shapes"), settings)
     assert cfg.data_root == str((root / "shapes").resolve()) and cfg.channels == 3
     for folder, message in (("../secret", "outside the allowed folder"), (str(tmp_path / "secret"), "outside"),
                             ("escape", "outside"), ("shapes/../../secret", "outside"),
                             ("missing", "does not exist"), ("", "give the image folder")):
         with pytest.raises(InputError, match=message):
-            service.make_config(TrainRequest(dataset="imagefolder", folder=folder))
+            check_request(TrainRequest(dataset="imagefolder", folder=folder), settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,56 +229,57 @@ def test_bad_uploads_are_refused_and_nothing_runs(tmp_path, name):
     marker = tmp_path / "code-ran"
     files = bad_checkpoints(tmp_path / "uploads", marker)
     path, message = files[name]
-    service = TrainingService(runs_root=tmp_path / "runs")
+    models = VisitorModels(Trainer(ServerSettings.make(runs_root=tmp_path / "runs")).folders)
     with pytest.raises(InputError, match=message):
-        service.adopt_upload(str(path), {})
+        models.adopt(str(path), {})
     assert not marker.exists() and not list((tmp_path / "runs").glob("run-*/*"))
 
 
 def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
-    studio = Studio()
-    service = TrainingService(runs_root=tmp_path / "runs")
+    answers = Answers(Shelf())
+    models = VisitorModels(Trainer(ServerSettings.make(runs_root=tmp_path / "runs")).folders)
     check_checkpoint(SHIPPED_DIGITS)
-    own, kind, key, run, message = service.adopt_upload(str(SHIPPED_DIGITS), {})
+    own, kind, key, run, message = models.adopt(str(SHIPPED_DIGITS), {})
     assert kind == DIGITS and key == "yours-1" and "Draw a digit" in message
     assert run == {"checkpoint": run["checkpoint"], "resumable": False} and Path(run["checkpoint"]).is_file()
-    assert studio.choices(DIGITS, own)[0] == (f"yours: {own[key].name}", key)
+    assert answers.shelf.choices(DIGITS, own)[0] == (f"yours: {own[key].name}", key)
     sketch = np.full((280, 280, 3), 255, np.uint8)
     sketch[40:240, 130:160] = 0
-    label, _, _ = studio.predict_digit(sketch, key, own)
+    label, _, _ = answers.predict_digit(sketch, key, own)
     assert max(label, key=label.get) == "1"
     with pytest.raises(InputError, match="unknown model 'yours-1'"):
-        studio.predict_digit(sketch, key)  # another visitor (no session models) cannot reach it
-    again, _, same, _ = service.use_checkpoint(run["checkpoint"], own)
+        answers.predict_digit(sketch, key)  # another visitor (no session models) cannot reach it
+    again, _, same, _ = models.use(run["checkpoint"], own)
     assert same == key and len(again) == 1
     with pytest.raises(InputError, match="no checkpoint yet"):
-        service.use_checkpoint(None, own)
+        models.use(None, own)
 
 
 
 def test_onnx_download_of_an_uploaded_model_is_written_once_beside_it(tmp_path):
     import onnxruntime as ort
 
-    service = TrainingService(runs_root=tmp_path / "runs")
+    models = VisitorModels(Trainer(ServerSettings.make(runs_root=tmp_path / "runs")).folders)
     with pytest.raises(InputError, match="no checkpoint yet"):
-        service.onnx_file(None)
+        models.onnx(None)
     with pytest.raises(InputError, match="cannot be exported"):
-        service.onnx_file(str(tmp_path / "runs" / "gone.pt"))  # a run folder already removed
-    run = service.adopt_upload(str(SHIPPED_DIGITS), {})[3]
-    path = Path(service.onnx_file(run["checkpoint"]))
+        models.onnx(str(tmp_path / "runs" / "gone.pt"))  # a run folder already removed
+    run = models.adopt(str(SHIPPED_DIGITS), {})[3]
+    path = Path(models.onnx(run["checkpoint"]))
     assert path.parent == Path(run["checkpoint"]).parent and path.suffix == ".onnx"
     session = ort.InferenceSession(str(path))
     probs, _ = session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
     written = path.stat().st_mtime_ns
-    assert service.onnx_file(run["checkpoint"]) == str(path) and path.stat().st_mtime_ns == written  # not again
+    assert models.onnx(run["checkpoint"]) == str(path) and path.stat().st_mtime_ns == written  # not again
 
 # ---------------------------------------------------------------------------------------------------------------
 # Through the API of a launched app
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, data_root):
-    with serve_app(training=TrainingService(runs_root=tmp_path_factory.mktemp("runs"), data_root=data_root)) as url:
+    settings = ServerSettings.make(runs_root=tmp_path_factory.mktemp("runs"), data_root=data_root)
+    with serve_app(settings=settings) as url:
         yield url
 
 
