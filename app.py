@@ -151,7 +151,7 @@ def _session(request: gr.Request | None) -> str:
     return request.session_hash if request is not None and request.session_hash else ""
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Pieces several tabs use
 
 # The Clear button presses the sketchpad's own "Clear canvas", and after any clear the brush is
@@ -289,7 +289,7 @@ class _Page:
         return texts.QUEUED if self.trainer.busy() else gr.skip()
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The tabs
 
 def _draw_tab(page: _Page) -> None:

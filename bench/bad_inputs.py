@@ -2,16 +2,17 @@
 
     python -m bench.bad_inputs [--variants 8] [--data-root DIR]
 
-The corpus (empty files, all-white, all-black, 1x1, 10000x10000, 16-bit, CMYK, palette, animated GIF, truncated
-JPEG, random bytes named .png, SVG, a decompression bomb, wrong types, unknown models) is written to a temp dir and
-sent with gradio_client to an app started as `python app.py` in a subprocess (bench.serving.start_app). Every
-answer is judged: a prediction, the empty-input prompt, a clear error (the refusal says what is wrong: it matches
-the category's message) or unclear (any other error, a timeout, a traceback). After the corpus the app must still
-answer a real prediction. Then bad training requests go to /train (out of range, unknown names, a folder outside
---allow-folders), bad checkpoint files to the page's upload event (code in a pickle, truncated, another
-architecture) and bad archives of your own classes to /train_own (not a zip, a zip bomb, unsafe paths, links,
-nested archives, too many classes, bad names, no usable images): each must be refused with its message, run
-nothing and write nothing.
+The corpus (empty files, all-white, all-black, 1x1, 10000x10000, 16-bit, CMYK, palette, animated
+GIF, truncated JPEG, random bytes named .png, SVG, a decompression bomb, wrong types, unknown
+models) is written to a temp dir and sent with gradio_client to an app started as `python app.py` in
+a subprocess (bench.serving.start_app). Every answer is judged: a prediction, the empty-input
+prompt, a clear error (the refusal says what is wrong: it matches the category's message) or unclear
+(any other error, a timeout, a traceback). After the corpus the app must still answer a real
+prediction. Then bad training requests go to /train (out of range, unknown names, a folder outside
+--allow-folders), bad checkpoint files to the page's upload event (code in a pickle, truncated,
+another architecture) and bad archives of your own classes to /train_own (not a zip, a zip bomb,
+unsafe paths, links, nested archives, too many classes, bad names, no usable images): each must be
+refused with its message, run nothing and write nothing.
 """
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ from bench.serving import ROOT, PageSession, api_client, running_app
 
 DIGIT, PHOTO = "/predict_digit", "/classify_image"
 PROMPTS = ("Draw a digit", "Upload a photo")
-UNREADABLE = "not an image Pillow can read|could not be decoded|the file is empty|cannot identify|truncated"
+UNREADABLE = (
+    "not an image Pillow can read|could not be decoded|the file is empty|cannot identify|truncated"
+)
 TOO_LARGE = "too large|larger than|decompression bomb"
 NEVER = r"(?!)"  # a category that must be answered, never refused: any error is unclear
 HEAVY_VARIANTS = 2  # 10000x10000 and bomb files: each is 100+ MB of pixels once decoded
@@ -49,10 +52,11 @@ class Case:
     endpoint: str
     args: tuple  # what the client sends: (input, model)
     refusal: str  # regex a clear refusal of this input matches
-    may_predict: bool = True  # False: a prediction is a wrong answer (the input is not an image that was sent)
+    # False: a prediction is a wrong answer (the input is not an image that was sent)
+    may_predict: bool = True
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Files
 
 def drawn(i: int, size: int = 400) -> np.ndarray:
@@ -69,16 +73,20 @@ def drawn(i: int, size: int = 400) -> np.ndarray:
 
 
 def _png_stream(path: Path, width: int, height: int, bit_depth: int, row: bytes) -> Path:
-    """A greyscale PNG of `height` identical rows, compressed as it is written (never held decoded in memory)."""
+    """A greyscale PNG of `height` identical rows, compressed as it is written (never held decoded
+    in memory)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4,
+                                                                                             "big")
 
     z = zlib.compressobj(9)
     line = b"\0" + row
     body = b"".join(z.compress(line * 256) for _ in range(height // 256))
     body += z.compress(line * (height % 256)) + z.flush()
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([bit_depth, 0, 0, 0, 0])
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT",
+                                                                           body) + chunk(b"IEND",
+                                                                                         b""))
     return path
 
 
@@ -103,7 +111,8 @@ def _empty(path: Path, i: int) -> Path:
 
 def _one_pixel(path: Path, i: int) -> Path:
     out = path.with_suffix((".png", ".jpg", ".gif", ".bmp")[i % 4])
-    Image.new(("RGB", "L", "RGB", "RGB")[i % 4], (1, 1), (i * 37 % 256,) * (1 if i % 4 == 1 else 3)).save(out)
+    Image.new(("RGB", "L", "RGB", "RGB")[i % 4], (1, 1), (i * 37 % 256,
+                                                          ) * (1 if i % 4 == 1 else 3)).save(out)
     return out
 
 
@@ -146,7 +155,8 @@ def _truncated(path: Path, i: int) -> Path:
     source = sorted((ROOT / "examples" / "photos").glob("*.jpg"))[i % 2]
     raw = source.read_bytes()
     out = path.with_suffix(".jpg")
-    out.write_bytes(raw[: max(20, len(raw) * (i + 1) // 10)])  # from inside the header to 80% of the data
+    # From inside the header to 80% of the data
+    out.write_bytes(raw[: max(20, len(raw) * (i + 1) // 10)])
     return out
 
 
@@ -161,9 +171,9 @@ def _random_bytes(path: Path, i: int) -> Path:
 def _svg(path: Path, i: int) -> Path:
     side = (100, 400, 10 ** 6)[i % 3]
     out = path.with_suffix(".svg")
-    out.write_text(f'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side}">'
-                   f'<rect width="100%" height="100%" fill="white"/><path d="M40 20 L40 80" stroke="black" '
-                   f'stroke-width="{4 + i}"/></svg>')
+    out.write_text(f'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="{side}" '
+                   f'height="{side}"><rect width="100%" height="100%" fill="white"/><path d="M40 '
+                   f'20 L40 80" stroke="black" stroke-width="{4 + i}"/></svg>')
     return out
 
 
@@ -184,50 +194,72 @@ FILES: dict[str, tuple[Callable[[Path, int], Path], str, int | None]] = {
     "decompression bomb": (_bomb, TOO_LARGE, HEAVY_VARIANTS),
 }
 
-# Gradio's own validation refuses these before any handler runs; the app answers in its own words (app.py,
-# UNREADABLE_INPUT), never with Gradio's text of the error.
+# Gradio's own validation refuses these before any handler runs; the app answers in its own words
+# (app.py, UNREADABLE_INPUT), never with Gradio's text of the error.
 WRONG_TYPE = r"expected an (uploaded )?image|must be an image"
-# category -> (values sent as the image input, refusal regex); the first value of each is the reduced corpus's
+# category -> (values sent as the image input, refusal regex); the first value of each is the
+# reduced corpus's
 WRONG_TYPES: dict[str, tuple[list, str]] = {
     "number": ([12345, 0, -1.5, 1e308, True], WRONG_TYPE),
-    "string": (["not an image", "", "../../../etc/passwd", "x" * 5000, "data:image/png;base64,iVBORw0KGgo="],
-               WRONG_TYPE),
+    "string": (
+        [
+            "not an image",
+            "",
+            "../../../etc/passwd",
+            "x" * 5000,
+            "data:image/png;base64,iVBORw0KGgo=",
+        ],
+        WRONG_TYPE,
+    ),
     "None": ([None], "^$"),  # the empty-input prompt, never an error
-    "wrong structure": ([{"path": str(ROOT / "examples" / "photos" / "cat.jpg")}, [1, 2], {},
-                         {"composite": 5, "layers": "x"}, {"path": "/etc/hostname"}], WRONG_TYPE),
+    "wrong structure": (
+        [
+            {"path": str(ROOT / "examples" / "photos" / "cat.jpg")},
+            [1, 2],
+            {},
+            {"composite": 5, "layers": "x"},
+            {"path": "/etc/hostname"},
+        ],
+        WRONG_TYPE,
+    ),
 }
 BAD_MODELS = [42, "no-such-model", "../checkpoints/mnist-digitnet", ""]
 MODEL_REFUSAL = "unknown model|not in the list of choices|choose one of"
 
 
 def make_corpus(workdir: Path, variants: int = 8) -> list[Case]:
-    """Write the corpus under workdir and return its cases for both endpoints (variants=1: one of each kind)."""
+    """Write the corpus under workdir and return its cases for both endpoints (variants=1: one of
+    each kind)."""
     from gradio_client import handle_file
 
     workdir.mkdir(parents=True, exist_ok=True)
     cases = []
     for category, (make, refusal, cap) in FILES.items():
         for i in range(min(variants, cap or variants)):
-            f = handle_file(str(make(workdir / f"{re.sub(r'[^a-z0-9]+', '-', category.lower())}-{i}", i)))
-            cases += [Case(category, DIGIT, ({"background": f, "layers": [], "composite": f}, None), refusal),
-                      Case(category, PHOTO, (f, None), refusal)]
+            f = handle_file(
+                str(make(workdir / f"{re.sub(r'[^a-z0-9]+', '-', category.lower())}-{i}", i))
+            )
+            cases += [Case(category, DIGIT, ({"background": f, "layers": [], "composite": f}, None),
+                           refusal), Case(category, PHOTO, (f, None), refusal)]
     for category, (values, refusal) in WRONG_TYPES.items():
         for value in values[:variants]:
             cases += [Case(category, DIGIT, (value, None), refusal, False),
                       Case(category, PHOTO, (value, None), refusal, False)]
             if isinstance(value, (int, str)) and variants > 1:  # the same, as the sketch's layers
-                cases.append(Case(category, DIGIT, ({"background": value, "layers": [], "composite": value}, None),
-                                  refusal, False))
+                cases.append(Case(category, DIGIT, ({"background": value, "layers": [],
+                                                     "composite": value}, None), refusal, False))
     photo = handle_file(str(sorted((ROOT / "examples" / "photos").glob("*.jpg"))[0]))
     digit = handle_file(str(_plain(255)(workdir / "model-white", 0)))
     for model in BAD_MODELS[:variants]:
-        cases += [Case("unknown model", DIGIT, ({"background": digit, "layers": [], "composite": digit}, model),
-                       MODEL_REFUSAL, False), Case("unknown model", PHOTO, (photo, model), MODEL_REFUSAL, False)]
+        cases += [Case("unknown model", DIGIT, ({"background": digit, "layers": [],
+                                                 "composite": digit}, model), MODEL_REFUSAL,
+                       False), Case("unknown model", PHOTO, (photo, model), MODEL_REFUSAL, False)]
     return cases
 
 
 def judge(case: Case, outcome: Any) -> str:
-    """'prediction', 'prompt', 'clear error' or 'unclear' for what the app answered (a result or an exception)."""
+    """'prediction', 'prompt', 'clear error' or 'unclear' for what the app answered (a result or an
+    exception)."""
     from gradio_client.exceptions import AppError
 
     if isinstance(outcome, AppError):
@@ -256,28 +288,38 @@ def healthy(client, workdir: Path) -> bool:
     path = workdir / "healthy.png"
     Image.fromarray(drawn(0)).save(path)
     f = handle_file(str(path))
-    label, _, _ = client.predict({"background": f, "layers": [], "composite": f}, None, api_name=DIGIT)
+    label, _, _ = client.predict({"background": f, "layers": [], "composite": f}, None,
+                                 api_name=DIGIT)
     return label["label"] == "1"
 
 
 def run_corpus(client, proc, cases: list[Case]) -> tuple[list[dict], list[str]]:
-    """Send every case; rows per category and the details of every unclear answer. Stops at a server crash."""
+    """Send every case; rows per category and the details of every unclear answer. Stops at a server
+    crash."""
     counts: dict[str, Counter] = {}
     unclear = []
     for case in cases:
         outcome = send(client, case)
         verdict = "crash" if proc.poll() is not None else judge(case, outcome)
         counts.setdefault(case.category, Counter())[verdict] += 1
-        if verdict in ("unclear", "crash"):  # an unclear error, a timeout, or a prediction from a non-image
-            unclear.append(f"{case.category} {case.endpoint} {str(case.args)[:120]}: {str(outcome)[:300]!r}")
+        # An unclear error, a timeout, or a prediction from a non-image
+        if verdict in ("unclear", "crash"):
+            unclear.append(f"{case.category} {case.endpoint} {str(case.args)[:120]}: "
+                           f"{str(outcome)[:300]!r}")
         if verdict == "crash":
             break
-    rows = [{"category": c, "count": sum(n.values()), **{k: n[k] for k in
-            ("prediction", "prompt", "clear error", "unclear", "crash")}} for c, n in counts.items()]
+    rows = [
+        {
+            "category": c,
+            "count": sum(n.values()),
+            **{k: n[k] for k in ("prediction", "prompt", "clear error", "unclear", "crash")},
+        }
+        for c, n in counts.items()
+    ]
     return rows, unclear
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Training requests and checkpoint uploads
 
 def checkpoint_hashes(folder: Path = ROOT / "checkpoints") -> dict[str, str]:
@@ -285,11 +327,13 @@ def checkpoint_hashes(folder: Path = ROOT / "checkpoints") -> dict[str, str]:
 
 
 def folder_root(workdir: Path) -> Path:
-    """An allowed folder root with one tiny image-folder dataset, a secret folder beside it and a symlink out."""
+    """An allowed folder root with one tiny image-folder dataset, a secret folder beside it and a
+    symlink out."""
     allowed, secret = workdir / "allowed", workdir / "secret"
     for label in ("a", "b"):
         (allowed / "shapes" / label).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(drawn(0 if label == "a" else 1, 16)).save(allowed / "shapes" / label / "0.png")
+        Image.fromarray(drawn(0 if label == "a" else 1,
+                              16)).save(allowed / "shapes" / label / "0.png")
     (secret / "a").mkdir(parents=True, exist_ok=True)
     if not (allowed / "escape").is_symlink():
         (allowed / "escape").symlink_to(secret)
@@ -330,14 +374,17 @@ class _OpensAFile:
 
 # Bad checkpoint uploads (bad_checkpoints builds the files) and the refusal each must get
 BAD_CHECKPOINTS = {"pickle with code": "Python objects other than tensors",
-                   "truncated file": "not a readable checkpoint", "text file": "not a readable checkpoint",
-                   "other architecture": "do not fit model 'digitnet'", "unknown model": "unknown model 'resnet'",
+                   "truncated file": "not a readable checkpoint",
+                   "text file": "not a readable checkpoint",
+                   "other architecture": "do not fit model 'digitnet'",
+                   "unknown model": "unknown model 'resnet'",
                    "enormous model": "do not fit model 'digitnet'",
                    "download on load": "not a dict of architecture settings"}
 
 
 def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
-    """Checkpoint files a visitor might upload, each with the refusal it must get: name -> (file, regex).
+    """Checkpoint files a visitor might upload, each with the refusal it must get: name -> (file,
+    regex).
 
     Loading "pickle with code" unsafely would create `marker`.
     """
@@ -348,36 +395,42 @@ def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
 
     workdir.mkdir(parents=True, exist_ok=True)
     shipped = ROOT / "checkpoints" / "mnist-digitnet.pt"
-    meta = {k: v for k, v in ckpt.load_checkpoint(shipped).items() if k not in ("state_dict", "train_state")}
+    meta = {k: v for k, v in ckpt.load_checkpoint(shipped).items() if k not in ("state_dict",
+                                                                                "train_state")}
     lenet = models.create_model("lenet", 10, 1, 28).state_dict()
     digitnet = models.create_model("digitnet").state_dict()
-    files = {"pickle with code": workdir / "pickle-with-code.pt", "truncated file": workdir / "truncated.pt",
-             "text file": workdir / "notes.pt"}
+    files = {"pickle with code": workdir / "pickle-with-code.pt",
+             "truncated file": workdir / "truncated.pt", "text file": workdir / "notes.pt"}
     torch.save({**meta, "state_dict": {}, "hook": _OpensAFile(marker)}, files["pickle with code"])
     files["truncated file"].write_bytes(shipped.read_bytes()[:4096])
     files["text file"].write_text("not a checkpoint")
     for name, changes, weights in [
-            ("other architecture", {}, lenet),
-            ("unknown model", {"model": "resnet"}, lenet),
-            # a claimed million-channel net: checked on the meta device, never allocated
-            ("enormous model", {"model_kwargs": {"widths": [10 ** 6] * 3}}, digitnet),
-            # a pretrained flag would make building the model download weights
-            ("download on load", {"model": "alexnet", "model_kwargs": {"pretrained": True}}, lenet)]:
-        files[name] = ckpt.save_checkpoint(workdir / f"{name.replace(' ', '-')}.pt", {**meta, **changes}, weights)
+        ("other architecture", {}, lenet),
+        ("unknown model", {"model": "resnet"}, lenet),
+        # a claimed million-channel net: checked on the meta device, never allocated
+        ("enormous model", {"model_kwargs": {"widths": [10**6] * 3}}, digitnet),
+        # a pretrained flag would make building the model download weights
+        ("download on load", {"model": "alexnet", "model_kwargs": {"pretrained": True}}, lenet),
+    ]:
+        files[name] = ckpt.save_checkpoint(workdir / f"{name.replace(' ', '-')}.pt", {**meta,
+                                                                                      **changes},
+                                           weights)
     return {name: (files[name], refusal) for name, refusal in BAD_CHECKPOINTS.items()}
 
 
 # Bad archives sent to /train_own (bad_archives builds the files) and the refusal each must get
 BAD_ARCHIVES = {"not a zip": "not a .zip archive", "zip bomb": "times its packed size",
-                "path with ..": "unsafe path", "absolute path": "unsafe path", "symbolic link": "symbolic link",
-                "nested zip": "another archive", "no class folders": "not in class folders",
-                "one class only": "at least 2 classes", "a class without images": "class folder.s. without images",
+                "path with ..": "unsafe path", "absolute path": "unsafe path",
+                "symbolic link": "symbolic link", "nested zip": "another archive",
+                "no class folders": "not in class folders", "one class only": "at least 2 classes",
+                "a class without images": "class folder.s. without images",
                 "10,000 classes": "entries; at most", "name of 1,000 characters": "class name",
                 "1x1 images only": "images that are too small"}
 
 
 def zip_of(path: Path, entries: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
-    """A .zip of `entries` (name -> bytes, deflated); the names in `links` are stored as symbolic links."""
+    """A .zip of `entries` (name -> bytes, deflated); the names in `links` are stored as symbolic
+    links."""
     import stat
     import zipfile
 
@@ -392,7 +445,8 @@ def zip_of(path: Path, entries: dict[str, bytes], links: tuple[str, ...] = ()) -
 
 
 def bad_archives(workdir: Path) -> dict[str, tuple[Path, str]]:
-    """Archives a visitor might send for their own classes: name -> (file, regex of the refusal it must get)."""
+    """Archives a visitor might send for their own classes: name -> (file, regex of the refusal it
+    must get)."""
     import io
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -402,9 +456,11 @@ def bad_archives(workdir: Path) -> dict[str, tuple[Path, str]]:
     tiny = io.BytesIO()
     Image.new("RGB", (1, 1)).save(tiny, format="PNG")
     entries = {"zip bomb": {"a/x.png": bytes(64 << 20)}, "path with ..": {"../../evil/x.png": png},
-               "absolute path": {"/tmp/evil/x.png": png}, "symbolic link": {"a/x.png": b"/etc/passwd"},
-               "nested zip": {"a/inner.zip": b"PK\x05\x06" + bytes(18)}, "no class folders": {"x.png": png},
-               "one class only": {"a/x.png": png, "a/y.png": png},
+               "absolute path": {"/tmp/evil/x.png": png},
+               "symbolic link": {"a/x.png": b"/etc/passwd"},
+               "nested zip": {"a/inner.zip": b"PK\x05\x06" + bytes(18)},
+               "no class folders": {"x.png": png}, "one class only": {"a/x.png": png,
+                                                                      "a/y.png": png},
                "a class without images": {"a/x.png": png, "b/notes.txt": b"hello"},
                "10,000 classes": {f"c{i}/x.png": b"" for i in range(10_000)},
                "name of 1,000 characters": {"n" * 1000 + "/x.png": png, "b/x.png": png},
@@ -418,33 +474,39 @@ def bad_archives(workdir: Path) -> dict[str, tuple[Path, str]]:
 
 
 def archive_refusals(url: str, workdir: Path) -> list[dict]:
-    """Each bad archive sent to /train_own (photo kind, transfer); rows as training_refusals' and a last row that
-    checks nothing was written outside the visitors' folders (the archives' own paths) and none is left behind."""
+    """Each bad archive sent to /train_own (photo kind, transfer); rows as training_refusals' and a
+    last row that checks nothing was written outside the visitors' folders (the archives' own paths)
+    and none is left behind."""
     from gradio_client import handle_file
 
     client = api_client(url)
     rows = []
     for name, (path, refusal) in bad_archives(workdir / "archives").items():
         try:
-            accepted = client.predict(handle_file(str(path)), "photo", "transfer", api_name="/train_own")
+            accepted = client.predict(handle_file(str(path)), "photo", "transfer",
+                                      api_name="/train_own")
             answer, clear = f"accepted: {accepted!r:.200}", False
         except Exception as exc:  # judged below: only a refusal with the expected message is clear
             answer = str(exc)
             clear = "Traceback" not in answer and bool(re.search(refusal, answer, re.I))
-        rows.append({"request": f"/train_own: {name}", "answer": answer.splitlines()[0][:160] if answer else "",
+        rows.append({"request": f"/train_own: {name}",
+                     "answer": answer.splitlines()[0][:160] if answer else "",
                      "clear refusal": clear})
     escaped = [str(p) for p in (workdir / "evil", Path("/tmp/evil")) if p.exists()]
     left = sorted(str(p) for p in (workdir / "runs" / "classes").rglob("*.png"))
-    rows.append({"request": "(after all) files written outside, or left behind", "answer": str(escaped + left),
-                 "clear refusal": not escaped and not left})
+    rows.append({"request": "(after all) files written outside, or left behind",
+                 "answer": str(escaped + left), "clear refusal": not escaped and not left})
     return rows
 
 
-def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: dict[int, Path] | None = None,
+def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any],
+               files: dict[int, Path] | None = None,
                timeout: float = TIMEOUT_S) -> tuple[bool, Any]:
-    """Run a page event the way the browser does (HTTP upload + queue), also one hidden from gradio_client.
+    """Run a page event the way the browser does (HTTP upload + queue), also one hidden from
+    gradio_client.
 
-    `files` maps input positions to local files that are uploaded first. Returns (success, output or error).
+    `files` maps input positions to local files that are uploaded first. Returns (success, output or
+    error).
     """
     with PageSession(url, timeout) as page:
         inputs = list(inputs)
@@ -455,10 +517,12 @@ def page_event(url: str, elem_id: str, trigger: str, inputs: list[Any], files: d
 
 def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = TRAIN_REFUSALS,
                       uploads: list[str] | None = None) -> list[dict]:
-    """Bad /train requests through gradio_client and bad checkpoint uploads through the page's upload event.
+    """Bad /train requests through gradio_client and bad checkpoint uploads through the page's
+    upload event.
 
-    Each row: what was sent, the answer, and whether it was a clear refusal. The app must have been started with
-    `--allow-folders folder_root(workdir)`; `uploads` picks bad_checkpoints() by name (default: all).
+    Each row: what was sent, the answer, and whether it was a clear refusal. The app must have been
+    started with `--allow-folders folder_root(workdir)`; `uploads` picks bad_checkpoints() by name
+    (default: all).
     """
     client = api_client(url)
     rows = []
@@ -469,14 +533,16 @@ def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = T
             answer = str(exc)
             clear = "Traceback" not in answer and bool(re.search(refusal, answer, re.I))
         rows.append({"request": "/train " + ", ".join(f"{k}={v!r}" for k, v in change.items()),
-                     "answer": answer.splitlines()[0][:160] if answer else "", "clear refusal": clear})
+                     "answer": answer.splitlines()[0][:160] if answer else "",
+                     "clear refusal": clear})
     marker = workdir / "code-ran"
     files = bad_checkpoints(workdir / "uploads", marker)
     for name in uploads or list(files):
         path, refusal = files[name]
         success, answer = page_event(url, "train-upload", "upload", [None, None], files={0: path})
         answer = str(answer)
-        rows.append({"request": f"upload checkpoint: {name}", "answer": answer.splitlines()[0][:160],
+        rows.append({"request": f"upload checkpoint: {name}",
+                     "answer": answer.splitlines()[0][:160],
                      "clear refusal": not success and bool(re.search(refusal, answer, re.I))})
     rows.append({"request": "(after all) code from a pickle ran", "answer": str(marker.exists()),
                  "clear refusal": not marker.exists()})
@@ -485,12 +551,16 @@ def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = T
 
 def run_files(workdir: Path) -> list[str]:
     """Files inside the app's run folders: a refused request must leave none."""
-    return sorted(str(p.relative_to(workdir)) for p in (workdir / "runs").glob("run-*/**/*") if p.is_file())
+    return sorted(
+        str(p.relative_to(workdir)) for p in (workdir / "runs").glob("run-*/**/*") if p.is_file()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", type=int, default=8, help="files per category (heavy categories: at most 2)")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", type=int, default=8,
+                   help="files per category (heavy categories: at most 2)")
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)
 
@@ -501,31 +571,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corpus: {len(cases)} requests generated in {time.perf_counter() - t0:.1f} s")
         before = checkpoint_hashes()
         allowed = folder_root(workdir)
-        with running_app(args.data_root, workdir, ("--allow-folders", str(allowed)), workdir / "app.log") as (proc,
-                                                                                                             url):
+        with running_app(args.data_root, workdir, ("--allow-folders", str(allowed)),
+                         workdir / "app.log") as (proc, url):
             client = api_client(url)
             t0 = time.perf_counter()
             rows, unclear = run_corpus(client, proc, cases)
             seconds = time.perf_counter() - t0
             alive = proc.poll() is None and healthy(client, workdir)
-            refusals = training_refusals(url, workdir) + archive_refusals(url, workdir) if alive else []
+            refusals = training_refusals(url, workdir) + archive_refusals(url,
+                                                                          workdir) if alive else []
             leftovers = run_files(workdir)
         untouched = checkpoint_hashes() == before
 
     print(f"\nBad inputs through gradio_client ({len(cases)} requests, {seconds:.0f} s)\n")
     keys = ["count", "prediction", "prompt", "clear error", "unclear", "crash"]
     total = {k: sum(r[k] for r in rows) for k in keys}
-    print_table(["category", "inputs", "predictions", "empty-input prompts", "clear errors",
-                 "unclear or wrong answers", "server crashes"], [[r["category"], *(r[k] for k in keys)] for r in rows] +
-                [["**total**", *(f"**{total[k]}**" for k in keys)]])
+    print_table(
+        [
+            "category",
+            "inputs",
+            "predictions",
+            "empty-input prompts",
+            "clear errors",
+            "unclear or wrong answers",
+            "server crashes",
+        ],
+        [[r["category"], *(r[k] for k in keys)] for r in rows]
+        + [["**total**", *(f"**{total[k]}**" for k in keys)]],
+    )
     print(f"\napp serving afterwards (a drawn 1 read as 1): {alive}")
     for line in unclear:
         print("  unclear:", line)
-    print("\nBad training requests (/train), checkpoint uploads (the page's upload event), archives (/train_own)\n")
-    print_table(["request", "answer", "clear refusal"], [[r["request"], r["answer"].replace("|", "/"),
+    print("\nBad training requests (/train), checkpoint uploads (the page's upload event), "
+          "archives (/train_own)\n")
+    print_table(["request", "answer", "clear refusal"], [[r["request"], r["answer"].replace("|",
+                                                                                            "/"),
                                                           r["clear refusal"]] for r in refusals])
-    print(f"\nrun files written by refused requests: {len(leftovers)}; shipped checkpoints unchanged "
-          f"(sha256): {untouched}")
+    print(f"\nrun files written by refused requests: {len(leftovers)}; shipped checkpoints "
+          f"unchanged (sha256): {untouched}")
     ok = (alive and untouched and not leftovers and total["unclear"] == total["crash"] == 0
           and all(r["clear refusal"] for r in refusals))
     return 0 if ok else 1

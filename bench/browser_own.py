@@ -1,7 +1,8 @@
-"""Driving the Your classes tab in Chromium with the mouse: classes drawn, trained, then asked (tests, screenshots).
+"""Driving the Your classes tab in Chromium with the mouse: classes drawn, trained, then asked
+(tests, screenshots).
 
-Shapes are drawn with Playwright's real pointer (bench.browser_pen.drag) on the tab's sketchpads; each example at
-another place and size, as people do not draw one shape twice alike.
+Shapes are drawn with Playwright's real pointer (bench.browser_pen.drag) on the tab's sketchpads;
+each example at another place and size, as people do not draw one shape twice alike.
 """
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from bench.browser_pen import Network, canvas_geometry, drag, settled_label
 
 
 def circle(cx: float, cy: float, r: float) -> list:
-    return [[(cx + r * math.cos(t / 16 * 2 * math.pi), cy + r * math.sin(t / 16 * 2 * math.pi)) for t in range(17)]]
+    return [[(cx + r * math.cos(t / 16 * 2 * math.pi),
+              cy + r * math.sin(t / 16 * 2 * math.pi)) for t in range(17)]]
 
 
 def cross(cx: float, cy: float, r: float) -> list:
-    return [[(cx - r, cy - r), (cx, cy), (cx + r, cy + r)], [(cx + r, cy - r), (cx, cy), (cx - r, cy + r)]]
+    return [[(cx - r, cy - r), (cx, cy), (cx + r, cy + r)], [(cx + r, cy - r), (cx, cy), (cx - r,
+                                                                                          cy + r)]]
 
 
 SHAPES = {"circle": circle, "cross": cross}
-PLACES = [(200, 200, 110), (170, 220, 80), (230, 180, 130)]  # (centre x, centre y, size) on the 400 px canvas
+# (centre x, centre y, size) on the 400 px canvas
+PLACES = [(200, 200, 110), (170, 220, 80), (230, 180, 130)]
 TRAIN_TIMEOUT_MS = 180_000
 
 
@@ -32,7 +36,8 @@ def wait_quiet(page, network: Network, quiet: float = 0.8) -> None:
 
 
 def teach(page, network: Network, shapes: dict = SHAPES, places: list = PLACES) -> None:
-    """Open the tab, add each shape as a class and draw it at each place, adding every drawing to its class."""
+    """Open the tab, add each shape as a class and draw it at each place, adding every drawing to
+    its class."""
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Your classes").click()
@@ -64,7 +69,8 @@ def train(page) -> str:
 
 
 def ask(page, network: Network, shape, clear: bool = True) -> str:
-    """Draw `shape` on the try-it pad and read the label the page settles on (then clear the pad)."""
+    """Draw `shape` on the try-it pad and read the label the page settles on (then clear the
+    pad)."""
     page.locator("#own-try").scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     drag(page, shape(205, 195, 100), canvas_geometry(page, "#own-try"), max_points=16)

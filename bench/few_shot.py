@@ -1,18 +1,19 @@
 """Few-shot quality and time of "your own classes": transfer from a shipped net vs from scratch.
 
-    python -m bench.few_shot [--task fashion|fashion-photo|pen|both] [--shots 10 20] [--seeds 0 1 2] [--split test|val]
+    python -m bench.few_shot [--task fashion|fashion-photo|pen|both] [--shots 10 20]
+                             [--seeds 0 1 2] [--split test|val]
 
-fashion: N Fashion-MNIST training images per class (the digit model never saw clothes) in an image folder, read as
-greyscale, trained as the app trains your classes (core.few_shot.few_shot_config), from the shipped
-handwriting-digitnet (whole net fine-tuned, or its output layer alone) and from scratch; scored on the 10,000 test
-images (`--split val`: on 2,000 other training images, the split the recipe was tuned on). Anchor: a raw-pixel
-1-nearest-neighbour on the same N images per class. fashion-photo: the same images as 32x32 RGB photos, from the
-shipped cifarnet (the photo classes' start).
-pen: N renders per digit, drawn from the strokes of 3 of the 30 pendigits training writers, trained as sketches from
-mnist-digitnet (which never saw these pen strokes) and from scratch, scored on one render of every digit of the
-other 27 writers.
-Seconds are from the click to a usable model: reading the folder, training, the held-out check, calibration and
-the checkpoint written. Medians over the seeds; 2 torch threads.
+fashion: N Fashion-MNIST training images per class (the digit model never saw clothes) in an image
+folder, read as greyscale, trained as the app trains your classes (core.few_shot.few_shot_config),
+from the shipped handwriting-digitnet (whole net fine-tuned, or its output layer alone) and from
+scratch; scored on the 10,000 test images (`--split val`: on 2,000 other training images, the split
+the recipe was tuned on). Anchor: a raw-pixel 1-nearest-neighbour on the same N images per class.
+fashion-photo: the same images as 32x32 RGB photos, from the shipped cifarnet (the photo classes'
+start). pen: N renders per digit, drawn from the strokes of 3 of the 30 pendigits training writers,
+trained as sketches from mnist-digitnet (which never saw these pen strokes) and from scratch, scored
+on one render of every digit of the other 27 writers. Seconds are from the click to a usable model:
+reading the folder, training, the held-out check, calibration and the checkpoint written. Medians
+over the seeds; 2 torch threads.
 """
 from __future__ import annotations
 
@@ -43,15 +44,19 @@ STARTS = {"fashion": ROOT / "checkpoints" / "handwriting-digitnet.pt",
           "fashion-photo": ROOT / "checkpoints" / "cifar10-cifarnet.pt",
           "pen": ROOT / "checkpoints" / "mnist-digitnet.pt"}
 KINDS = {"fashion": "greyscale", "fashion-photo": "photo", "pen": "sketch"}
-MODES = {"transfer (fine-tune)": (True, True), "transfer (head only)": (True, False), "scratch": (False, True)}
+MODES = {"transfer (fine-tune)": (True, True), "transfer (head only)": (True, False),
+         "scratch": (False, True)}
 
 
 def _write(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """One PNG per image in a folder per class, named so that sorting keeps the dataset's label order."""
+    """One PNG per image in a folder per class, named so that sorting keeps the dataset's label
+    order."""
     for i, (image, label) in enumerate(zip(images, labels.tolist())):
         d = folder / f"class-{label:02d}"
         d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image[0].numpy() if len(image) == 1 else image.permute(1, 2, 0).numpy()).save(d / f"{i}.png")
+        Image.fromarray(
+            image[0].numpy() if len(image) == 1 else image.permute(1, 2, 0).numpy()
+        ).save(d / f"{i}.png")
 
 
 def _per_class(labels: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
@@ -62,9 +67,10 @@ def _per_class(labels: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor
     return torch.cat(picked)
 
 
-def one_run(train: ImageData, kind: str, start: Path | None, fine_tune: bool, seed: int, hold: ImageData,
-            evaluation: ImageData) -> tuple[float, float]:
-    """Train on `train` (+ `hold` as the app's held-out fifth) in a fresh folder; (accuracy on `evaluation`, s)."""
+def one_run(train: ImageData, kind: str, start: Path | None, fine_tune: bool, seed: int,
+            hold: ImageData, evaluation: ImageData) -> tuple[float, float]:
+    """Train on `train` (+ `hold` as the app's held-out fifth) in a fresh folder; (accuracy on
+    `evaluation`, s)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "classes"
         _write(folder / "train", train.images, train.labels)
@@ -88,10 +94,12 @@ def nearest_neighbour(train: ImageData, evaluation: ImageData) -> float:
     return (train.labels[d.argmin(1)] == evaluation.labels).float().mean().item()
 
 
-def fashion_sets(shots: int, seed: int, split: str, data_root: Path) -> tuple[ImageData, ImageData, ImageData]:
+def fashion_sets(shots: int, seed: int, split: str,
+                 data_root: Path) -> tuple[ImageData, ImageData, ImageData]:
     full = DS.load_dataset("fashion-mnist", "train", data_root)
     g = torch.Generator().manual_seed(seed)
-    hold_n = max(1, shots // 4)  # the app's hold-out of shots + hold_n examples per class (a fifth, rounded down)
+    # The app's hold-out of shots + hold_n examples per class (a fifth, rounded down)
+    hold_n = max(1, shots // 4)
     picked = _per_class(full.labels, shots + hold_n, g)
     per = picked.view(10, shots + hold_n)
     train, hold = full.subset(per[:, :shots].flatten()), full.subset(per[:, shots:].flatten())
@@ -112,13 +120,16 @@ def grey_to_photos(images: torch.Tensor) -> torch.Tensor:
 
 
 def as_photos(data: ImageData) -> ImageData:
-    return replace(data, images=grey_to_photos(data.images), kind="photo", augment="photos", tta_flip=True)
+    return replace(data, images=grey_to_photos(data.images), kind="photo", augment="photos",
+                   tta_flip=True)
 
 
 def pen_sets(shots: int, seed: int, data_root: Path) -> tuple[ImageData, ImageData, ImageData]:
-    """Renders of 3 writers' digits (train + hold-out) and one render of each digit of the other writers."""
+    """Renders of 3 writers' digits (train + hold-out) and one render of each digit of the other
+    writers."""
 
-    data = pens.rendered_pen_file(data_root / "pendigits" / pens.PENDIGITS_FILES["train"], pens.PENDIGITS_RENDERS)
+    data = pens.rendered_pen_file(data_root / "pendigits" / pens.PENDIGITS_FILES["train"],
+                                  pens.PENDIGITS_RENDERS)
     writers = torch.unique(data["writers"])
     g = torch.Generator().manual_seed(seed)
     few = writers[torch.randperm(len(writers), generator=g)[:3]]
@@ -126,25 +137,28 @@ def pen_sets(shots: int, seed: int, data_root: Path) -> tuple[ImageData, ImageDa
     classes = [str(i) for i in range(10)]
 
     def subset(index: torch.Tensor) -> ImageData:
-        return ImageData(data["images"][index], data["labels"][index], classes, (0.1307,), (0.3081,), "pen",
-                         "sketch", "digits", False)
+        return ImageData(data["images"][index], data["labels"][index], classes, (0.1307,), (0.3081,
+                                                                                            ),
+                         "pen", "sketch", "digits", False)
 
     hold_n = max(1, shots // 4)
     candidates = torch.nonzero(mine).flatten()
     picked = candidates[_per_class(data["labels"][candidates], shots + hold_n, g)]
     per = picked.view(10, -1)
     others = torch.nonzero(~mine).flatten()
-    one_render = others[torch.arange(0, len(others), pens.PENDIGITS_RENDERS)]  # renders of a digit are consecutive
+    # Renders of a digit are consecutive
+    one_render = others[torch.arange(0, len(others), pens.PENDIGITS_RENDERS)]
     return subset(per[:, :shots].flatten()), subset(per[:, shots:].flatten()), subset(one_render)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", choices=(*STARTS, "both"), default="both", help="both: fashion and pen")
+    p.add_argument("--task", choices=(*STARTS, "both"), default="both",
+                   help="both: fashion and pen")
     p.add_argument("--shots", type=int, nargs="+", default=[10, 20])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--split", choices=("test", "val"), default="test",
-                   help="fashion: score on the test set, or on 2,000 other training images (for tuning)")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="fashion: score on the "
+                   "test set, or on 2,000 other training images (for tuning)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--data-root", default=None)
     args = p.parse_args(argv)
@@ -156,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     for task in tasks:
         kind = KINDS[task]
         for shots in args.shots:
-            sets = [pen_sets(shots, s, root) if task == "pen" else fashion_sets(shots, s, args.split, root)
-                    for s in args.seeds]
+            sets = [
+                pen_sets(shots, s, root)
+                if task == "pen"
+                else fashion_sets(shots, s, args.split, root)
+                for s in args.seeds
+            ]
             if task == "fashion-photo":
                 sets = [tuple(as_photos(d) for d in three) for three in sets]
             knn = [nearest_neighbour(train, evaluation) for train, _, evaluation in sets]
@@ -165,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{' '.join(f'{a:.3f}' for a in knn)} | |", flush=True)
             for mode in args.modes:
                 transfer, fine_tune = MODES[mode]
-                results = [one_run(train, kind, STARTS[task] if transfer else None, fine_tune, seed, hold, ev)
-                           for seed, (train, hold, ev) in zip(args.seeds, sets)]
+                results = [one_run(train, kind, STARTS[task] if transfer else None, fine_tune, seed,
+                                   hold, ev) for seed, (train, hold, ev) in zip(args.seeds, sets)]
                 accs, secs = [a for a, _ in results], [s for _, s in results]
                 print(f"| {task} | {shots} | {mode} | {statistics.median(accs):.2%} | "
-                      f"{' '.join(f'{a:.3f}' for a in accs)} | {statistics.median(secs):.1f} |", flush=True)
+                      f"{' '.join(f'{a:.3f}' for a in accs)} | {statistics.median(secs):.1f} |",
+                      flush=True)
     return 0
 
 

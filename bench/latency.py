@@ -1,12 +1,14 @@
-"""Prediction round-trip latency through the API: the idle app, and while a training runs on the same machine.
+"""Prediction round-trip latency through the API: the idle app, and while a training runs on the
+same machine.
 
     python -m bench.latency [--n 200] [--idle-only] [--url http://127.0.0.1:7860/] [--data-root DIR]
 
-Without --url the app is started as `python app.py` in a subprocess on a free port (so the measuring client never
-shares a Python process with the server). Each condition sends --n sequential /predict_digit (a drawn digit) and
-/classify_image (an example photo) requests with gradio_client and reports the median (p50) and p95 round trip.
-"Training" starts the fast preset (digitnet on MNIST, more epochs so it outlasts the measurement) through /train
-from another client, measures once it is streaming progress, then stops it with /stop_training.
+Without --url the app is started as `python app.py` in a subprocess on a free port (so the measuring
+client never shares a Python process with the server). Each condition sends --n sequential
+/predict_digit (a drawn digit) and /classify_image (an example photo) requests with gradio_client
+and reports the median (p50) and p95 round trip. "Training" starts the fast preset (digitnet on
+MNIST, more epochs so it outlasts the measurement) through /train from another client, measures once
+it is streaming progress, then stops it with /stop_training.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from bench.serving import ROOT, api_client, app_at  # noqa: E402
 
 
 def sketch_payload(png: Path) -> dict:
-    """A sketchpad value for gradio_client: the image file as background and composite, no layers."""
+    """A sketchpad value for gradio_client: the image file as background and composite, no
+    layers."""
     from gradio_client import handle_file
 
     return {"background": handle_file(str(png)), "layers": [], "composite": handle_file(str(png))}
@@ -44,7 +47,8 @@ def payloads(workdir: Path) -> dict[str, tuple]:
 
 
 def start_training(client, timeout: float = 300, **request):
-    """Submit /train (the fast preset with `request`'s changes) and return its job once it streams progress."""
+    """Submit /train (the fast preset with `request`'s changes) and return its job once it streams
+    progress."""
     job = client.submit(api_name="/train", **request)
     deadline = time.monotonic() + timeout
     while not any("img/s" in str(o[0]) for o in job.outputs()):
@@ -77,11 +81,13 @@ def print_table(headers: list[str], rows: list[list]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=30, help="requests per endpoint and condition")
     p.add_argument("--url", default=None, help="a running app (default: start one)")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--idle-only", action="store_true", help="measure the idle app only (no training)")
+    p.add_argument("--idle-only", action="store_true",
+                   help="measure the idle app only (no training)")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,8 +120,10 @@ def _report(calls, idle: dict, busy: dict | None, n: int, training_running: bool
     rows = []
     for name in calls:
         a, b = statistics.median(idle[name]), statistics.median(busy[name])
-        rows.append([name, f"{a:.0f}", f"{p95(idle[name]):.0f}", f"{b:.0f}", f"{p95(busy[name]):.0f}", f"{b / a:.1f}x"])
-    print_table(["endpoint", "idle p50 ms", "idle p95 ms", "training p50 ms", "training p95 ms", "p50 ratio"], rows)
+        rows.append([name, f"{a:.0f}", f"{p95(idle[name]):.0f}", f"{b:.0f}",
+                     f"{p95(busy[name]):.0f}", f"{b / a:.1f}x"])
+    print_table(["endpoint", "idle p50 ms", "idle p95 ms", "training p50 ms", "training p95 ms",
+                 "p50 ratio"], rows)
     return 0
 
 

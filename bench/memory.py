@@ -2,10 +2,10 @@
 
     python -m bench.memory [--predictions 1000] [--steps 40] [--trainings 2] [--data-root DIR]
 
-RSS is VmRSS of the `python app.py` subprocess (bench.serving.start_app) from /proc/<pid>/status. Predictions
-alternate a drawn digit (/predict_digit) and a photo (/classify_image); the trainings are the fast preset with a
-step budget (/train's max_steps). Growth that stops after the first rounds is caches and allocator pools; growth
-in every round would be a leak.
+RSS is VmRSS of the `python app.py` subprocess (bench.serving.start_app) from /proc/<pid>/status.
+Predictions alternate a drawn digit (/predict_digit) and a photo (/classify_image); the trainings
+are the fast preset with a step budget (/train's max_steps). Growth that stops after the first
+rounds is caches and allocator pools; growth in every round would be a leak.
 """
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ def rss_mb(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--predictions", type=int, default=1000, help="total predictions, both endpoints together")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--predictions", type=int, default=1000,
+                   help="total predictions, both endpoints together")
     p.add_argument("--rounds", type=int, default=4, help="RSS readings during the predictions")
     p.add_argument("--steps", type=int, default=40, help="max_steps of each training")
     p.add_argument("--trainings", type=int, default=2, help="short trainings after the predictions")
@@ -46,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
             per_round = args.predictions // (args.rounds * len(calls))
             for r in range(1, args.rounds + 1):
                 measure(client, calls, per_round)
-                rows.append([f"predictions, round {r}", r * per_round * len(calls), rss_mb(proc.pid)])
+                rows.append([f"predictions, round {r}", r * per_round * len(calls),
+                             rss_mb(proc.pid)])
             for t in range(1, args.trainings + 1):
-                client.submit(max_steps=args.steps, max_train_images=args.steps * 128, api_name="/train").result(
-                    timeout=600)
-                rows.append([f"after training {t} ({args.steps} steps)", rows[-1][1], rss_mb(proc.pid)])
+                client.submit(max_steps=args.steps, max_train_images=args.steps * 128,
+                              api_name="/train").result(timeout=600)
+                rows.append([f"after training {t} ({args.steps} steps)", rows[-1][1],
+                             rss_mb(proc.pid)])
             measure(client, calls, per_round)
-            rows.append(["predictions after the trainings", rows[-1][1] + per_round * len(calls), rss_mb(proc.pid)])
+            rows.append(["predictions after the trainings", rows[-1][1] + per_round * len(calls),
+                         rss_mb(proc.pid)])
 
     base = rows[0][2]
     print("\nResident memory (VmRSS) of the app process\n")

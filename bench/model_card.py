@@ -1,10 +1,12 @@
 """Write the model card of a shipped checkpoint from measurements (never typed by hand).
 
-    python -m bench.model_card checkpoints/mnist-digitnet.pt [--data-root DIR] [--pen-every 1] [--note TEXT]
+    python -m bench.model_card checkpoints/mnist-digitnet.pt [--data-root DIR] [--pen-every 1]
+                               [--note TEXT]
 
-Measures test accuracy overall and per class (as `python -m core.evaluate`), parameter count, file size, CPU
-latency of one prediction, and for digit models the pen-digit accuracy (bench.pen_accuracy); the training recipe,
-epochs and wall time come from the checkpoint's own metadata. Writes `<checkpoint>.md` beside the file.
+Measures test accuracy overall and per class (as `python -m core.evaluate`), parameter count, file
+size, CPU latency of one prediction, and for digit models the pen-digit accuracy
+(bench.pen_accuracy); the training recipe, epochs and wall time come from the checkpoint's own
+metadata. Writes `<checkpoint>.md` beside the file.
 """
 from __future__ import annotations
 
@@ -46,7 +48,9 @@ def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:
 
 def _tta_words(payload: dict) -> str:
     tta = tta_options(payload)
-    views = (["flip"] if tta["tta_flip"] else []) + ([f"{tta['tta_shift']} px shifts"] if tta["tta_shift"] else [])
+    views = (["flip"] if tta["tta_flip"] else []) + (
+        [f"{tta['tta_shift']} px shifts"] if tta["tta_shift"] else []
+    )
     return f", {' + '.join(views)} TTA" if views else ""
 
 
@@ -65,25 +69,27 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     seconds = [r["train_seconds"] for r in runs]
     train_seconds = " + ".join(f"{t:.0f}" for t in seconds) + " s" if all(seconds) else "-"
     seeds = ", ".join(str(r["seed"]) for r in runs)
-    what = (f"An ensemble of {len(runs)} `{payload['model']}` nets (one recipe, seeds {seeds}; their logits are "
-            f"averaged) trained on {payload['dataset']}." if len(runs) > 1 else
+    what = (f"An ensemble of {len(runs)} `{payload['model']}` nets (one recipe, seeds {seeds}; "
+            f"their logits are averaged) trained on {payload['dataset']}." if len(runs) > 1 else
             f"`{payload['model']}` trained on {payload['dataset']}.")
     stored = [payload[k] for k in ("quantized", "stored_as") if payload.get(k)]
-    lines = [f"# {path.stem}", "", f"{what} {note}".rstrip(), "",
-             "| | |", "|---|---|",
-             f"| test accuracy | **{result['acc']:.4f}** ({len(test)} images{_tta_words(payload)}) |",
-             f"| parameters | {count_parameters(predictor.model):,} |",
-             f"| file size | {path.stat().st_size / 2**20:.2f} MB{' (' + '; '.join(stored) + ')' if stored else ''} |",
+    lines = [f"# {path.stem}", "", f"{what} {note}".rstrip(), "", "| | |", "|---|---|",
+             f"| test accuracy | **{result['acc']:.4f}** ({len(test)} "
+             f"images{_tta_words(payload)}) |",
+             f"| parameters | {count_parameters(predictor.model):,} |", "| file size | "
+             f"{path.stat().st_size / 2**20:.2f} "
+             f"MB{' (' + '; '.join(stored) + ')' if stored else ''} |",
              f"| CPU latency, one image (1 thread) | p50 {p50:.2f} ms, p95 {p95:.2f} ms |",
              f"| epochs | {payload.get('epoch', len(history))} |",
              f"| training wall time | {train_seconds} |",
              f"| trained on | {payload.get('trained_on', 'CPU, 2 cores')} |",
              f"| recipe | {cfg.get('optimizer')} lr {cfg.get('lr')} ({cfg.get('schedule')}), "
-             f"batch {cfg.get('batch_size')}, momentum {cfg.get('momentum')}, weight decay {cfg.get('weight_decay')}, "
-             f"label smoothing {cfg.get('label_smoothing')}, "
-             f"augmentation {'on' if cfg.get('augment') else 'off'}, seed{'s' if len(runs) > 1 else ''} {seeds}, "
-             f"model kwargs {payload.get('model_kwargs') or '{}'} |",
-             f"| libraries | torch {payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",
+             f"batch {cfg.get('batch_size')}, momentum {cfg.get('momentum')}, weight decay "
+             f"{cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
+             f"augmentation {'on' if cfg.get('augment') else 'off'}, "
+             f"seed{'s' if len(runs) > 1 else ''} {seeds}, model kwargs "
+             f"{payload.get('model_kwargs') or '{}'} |", "| libraries | torch "
+             f"{payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",
              "", f"Data: {spec.label}: {spec.notes} ({spec.source}).", "",
              "## Per-class test accuracy", "", "| class | accuracy |", "|---|---:|"]
     lines += [f"| {name} | {acc:.4f} |" for name, acc in result["per_class"].items()]
@@ -101,7 +107,8 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="+")
     p.add_argument("--data-root", default=None)
     p.add_argument("--pen-every", type=int, default=1)

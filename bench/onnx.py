@@ -3,10 +3,10 @@
     python -m bench.onnx [--n 200] [--threads 1] [--accuracy] [--data-root DIR] [CHECKPOINT ...]
 
 Latency: one prepared image at a time (a real test image), --n times after a warm-up, through
-core.predictor.Predictor (torch) and through onnxruntime, both limited to --threads threads, alternating so that
-both see the same machine; median and p95 in milliseconds. With --accuracy, the top-1 accuracy of each ONNX file on
-its full test set beside core.evaluate's figure for the checkpoint (they must be equal), on all cores. Default:
-every shipped checkpoint.
+core.predictor.Predictor (torch) and through onnxruntime, both limited to --threads threads,
+alternating so that both see the same machine; median and p95 in milliseconds. With --accuracy, the
+top-1 accuracy of each ONNX file on its full test set beside core.evaluate's figure for the
+checkpoint (they must be equal), on all cores. Default: every shipped checkpoint.
 """
 from __future__ import annotations
 
@@ -58,18 +58,24 @@ def latency(predictor: Predictor, onnx, images: torch.Tensor, n: int) -> dict[st
 
 
 def onnx_accuracy(onnx, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
-    right = sum(int((onnx.run(["probabilities"], {INPUT: images[i:i + batch].float().numpy() / 255.0})[0]
-                     .argmax(1) == labels[i:i + batch].numpy()).sum()) for i in range(0, len(images), batch))
+    right = 0
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].float().numpy() / 255.0
+        probs = onnx.run(["probabilities"], {INPUT: x})[0]
+        right += int((probs.argmax(1) == labels[i:i + batch].numpy()).sum())
     return right / len(images)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.onnx", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoints", nargs="*", type=Path, default=sorted((ROOT / "checkpoints").glob("*.pt")))
+    p.add_argument("checkpoints", nargs="*", type=Path,
+                   default=sorted((ROOT / "checkpoints").glob("*.pt")))
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--accuracy", action="store_true", help="also compare top-1 on the full test sets")
-    p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also compare top-1 on the full test sets")
+    p.add_argument("--data-root", default=None,
+                   help="data folder (default: $TINYVISION_DATA or ./data)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"one prepared image per call, {args.threads} thread(s), n={args.n}: median / p95 ms")
@@ -83,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
             predictor, onnx = Predictor.from_payload(path, payload), session(out, args.threads)
             test = checkpoint_data(payload, "test", args.data_root, download=False)
             times = latency(predictor, onnx, test.images[:50], args.n)
-            cells = [f"{statistics.median(t):.2f} | {np.percentile(t, 95):.2f}" for t in times.values()]
+            cells = [
+                f"{statistics.median(t):.2f} | {np.percentile(t, 95):.2f}" for t in times.values()
+            ]
             row = f"| {path.stem} | {out.stat().st_size / 2**20:.2f} | {' | '.join(cells)} |"
             if args.accuracy:  # on every core: a full test set one thread at a time takes long
                 torch.set_num_threads(os.cpu_count() or 1)
-                want = evaluate_model(predictor.model, test, batch_size=500, **tta_options(payload))["acc"]
+                want = evaluate_model(predictor.model, test, batch_size=500,
+                                      **tta_options(payload))["acc"]
                 got = onnx_accuracy(session(out, os.cpu_count() or 1), test.images, test.labels)
                 torch.set_num_threads(args.threads)
                 row += f" {want:.4f} | {got:.4f}{'' if got == want else ' (differs)'} |"

@@ -1,10 +1,12 @@
-"""Accuracy on real pen digits drawn the way the sketchpad draws them, and per-prediction CPU latency.
+"""Accuracy on real pen digits drawn the way the sketchpad draws them, and per-prediction CPU
+latency.
 
     python -m bench.pen_accuracy [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 1]
 
-Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush, thin (8 px) or
-thick (24 px), either as recorded (small, off-centre) or big and centred, then goes through the app's sketch
-preprocessing (core.preparation.sketch_to_digit) and the model. Latency is preprocessing + forward for one sketch.
+Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush,
+thin (8 px) or thick (24 px), either as recorded (small, off-centre) or big and centred, then goes
+through the app's sketch preprocessing (core.preparation.sketch_to_digit) and the model. Latency is
+preprocessing + forward for one sketch.
 """
 from __future__ import annotations
 
@@ -25,12 +27,17 @@ from core.preparation import sketch_to_digit  # noqa: E402
 from core.strokes import layout_strokes, render  # noqa: E402
 
 CANVAS = 400
-SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (small, off-centre)", "recorded", 24),
-            ("big, centred", "big", 8), ("big, centred", "big", 24)]
+SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (small, off-centre)",
+                                                                 "recorded", 24), ("big, centred",
+                                                                                   "big",
+                                                                                   8),
+            ("big, centred", "big", 24)]
 
 
-def predictions(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[list, list[float]]:
-    """(predicted label or None per digit, per-sketch latencies in ms); None when preprocessing found no ink."""
+def predictions(predictor: Predictor, digits: list[dict], layout: str,
+                brush: float) -> tuple[list, list[float]]:
+    """(predicted label or None per digit, per-sketch latencies in ms); None when preprocessing
+    found no ink."""
     preds, latencies = [], []
     for d in digits:
         canvas = render(layout_strokes(d["strokes"], CANVAS, layout), CANVAS, brush)
@@ -41,14 +48,17 @@ def predictions(predictor: Predictor, digits: list[dict], layout: str, brush: fl
     return preds, latencies
 
 
-def accuracy(predictor: Predictor, digits: list[dict], layout: str, brush: float) -> tuple[float, list[float]]:
-    """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as wrong."""
+def accuracy(predictor: Predictor, digits: list[dict], layout: str,
+             brush: float) -> tuple[float, list[float]]:
+    """(accuracy, per-sketch latencies in ms); an empty result from preprocessing counts as
+    wrong."""
     preds, latencies = predictions(predictor, digits, layout, brush)
     return sum(p == d["label"] for p, d in zip(preds, digits)) / len(digits), latencies
 
 
 def evaluate_all(checkpoint: str | Path, every: int = 1) -> list[dict]:
-    """One row per setting: accuracy, latency, and accuracy per writer (`writers`: writer -> accuracy)."""
+    """One row per setting: accuracy, latency, and accuracy per writer (`writers`: writer ->
+    accuracy)."""
     torch.set_num_threads(1)  # a web worker answers one sketch at a time
     predictor = Predictor.load(checkpoint)
     digits = pendigits.load()[::every]
@@ -57,10 +67,14 @@ def evaluate_all(checkpoint: str | Path, every: int = 1) -> list[dict]:
         preds, lat = predictions(predictor, digits, layout, brush)
         right = [p == d["label"] for p, d in zip(preds, digits)]
         writers = sorted({d["writer"] for d in digits})
-        per_writer = {w: float(np.mean([r for r, d in zip(right, digits) if d["writer"] == w])) for w in writers}
-        rows.append({"setting": label, "brush": brush, "n": len(digits), "acc": sum(right) / len(digits),
-                     "p50_ms": statistics.median(lat), "p95_ms": float(np.percentile(lat, 95)),
-                     "writers": per_writer, "writer_n": {w: sum(d["writer"] == w for d in digits) for w in writers}})
+        per_writer = {
+            w: float(np.mean([r for r, d in zip(right, digits) if d["writer"] == w]))
+            for w in writers
+        }
+        rows.append({"setting": label, "brush": brush, "n": len(digits),
+                     "acc": sum(right) / len(digits), "p50_ms": statistics.median(lat),
+                     "p95_ms": float(np.percentile(lat, 95)), "writers": per_writer,
+                     "writer_n": {w: sum(d["writer"] == w for d in digits) for w in writers}})
     return rows
 
 
@@ -75,16 +89,18 @@ def writer_table(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| drawn | brush px | digits | accuracy | latency p50 ms | p95 ms |", "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['setting']} | {r['brush']} | {r['n']} | {r['acc']:.4f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |"
-              for r in rows]
+    lines = ["| drawn | brush px | digits | accuracy | latency p50 ms | p95 ms |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['setting']} | {r['brush']} | {r['n']} | {r['acc']:.4f} | {r['p50_ms']:.2f} | "
+              f"{r['p95_ms']:.2f} |" for r in rows]
     mean = sum(r["acc"] for r in rows) / len(rows)
     lines.append(f"| **mean over settings** | | | **{mean:.4f}** | | |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="checkpoints/handwriting-digitnet.pt")
     p.add_argument("--every", type=int, default=1, help="use every n-th digit (1: all 1,749)")
     args = p.parse_args(argv)

@@ -1,8 +1,10 @@
-"""Real pen trajectories (TINYVISION_PEN_DIGITS) replayed as a person would draw them on the sketchpad.
+"""Real pen trajectories (TINYVISION_PEN_DIGITS) replayed as a person would draw them on the
+sketchpad.
 
-`load` reads the recorded digits of the evaluation writers: dicts with "label", "writer" and "strokes" (tablet
-units, y up). They are drawn with core.strokes, the renderer the training data uses too; the browser test replays
-the same point lists as mouse drags. Evaluation data only: never train on it.
+`load` reads the recorded digits of the evaluation writers: dicts with "label", "writer" and
+"strokes" (tablet units, y up). They are drawn with core.strokes, the renderer the training data
+uses too; the browser test replays the same point lists as mouse drags. Evaluation data only: never
+train on it.
 """
 from __future__ import annotations
 

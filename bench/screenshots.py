@@ -2,12 +2,12 @@
 
     python -m bench.screenshots [--out docs] [--data-root DIR]
 
-Draw a digit: a recorded pen digit replayed on the canvas (bench.browser_pen's pointer replay) and its answer.
-Classify a photo: the example cat uploaded. Train: the fast preset (digitnet, one epoch of MNIST) run to the end,
-its curves, samples, per-class bars and confusion matrix on the page. Your classes: a circle and a cross class
-drawn three times each with the mouse, trained, and a cross asked (bench.browser_own). The app runs as
-`python app.py` in a subprocess, as a visitor's server would; the training needs MNIST in the data folder
-(TINYVISION_DATA).
+Draw a digit: a recorded pen digit replayed on the canvas (bench.browser_pen's pointer replay) and
+its answer. Classify a photo: the example cat uploaded. Train: the fast preset (digitnet, one epoch
+of MNIST) run to the end, its curves, samples, per-class bars and confusion matrix on the page. Your
+classes: a circle and a cross class drawn three times each with the mouse, trained, and a cross
+asked (bench.browser_own). The app runs as `python app.py` in a subprocess, as a visitor's server
+would; the training needs MNIST in the data folder (TINYVISION_DATA).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from bench.browser_pen import CANVAS, Network, canvas_geometry, draw, settled_la
 from bench.serving import ROOT, chromium, running_app  # noqa: E402
 from core.strokes import layout_strokes  # noqa: E402
 
-TRAIN_SECONDS = 900  # the fast preset takes well under a minute of training on 2 cores; this bounds a slow machine
+# The fast preset takes well under a minute of training on 2 cores; this bounds a slow machine
+TRAIN_SECONDS = 900
 
 
 def draw_tab(page, out: Path) -> str:
@@ -38,7 +39,9 @@ def draw_tab(page, out: Path) -> str:
 
 def photo_tab(page, out: Path) -> str:
     page.get_by_role("tab", name="Classify a photo").click()
-    page.locator("#photo input[type=file]").set_input_files(str(ROOT / "examples" / "photos" / "cat.jpg"))
+    page.locator("#photo input[type=file]").set_input_files(
+        str(ROOT / "examples" / "photos" / "cat.jpg")
+    )
     label = settled_label(page, "#photo-label")
     page.screenshot(path=str(out / "photo-tab.png"))
     return label
@@ -67,7 +70,9 @@ def own_tab(page, out: Path) -> str:
     label = ask(page, network, SHAPES["cross"], clear=False)
     page.wait_for_timeout(1000)
     # Down to the try-it column's last button: the metrics table and log below it say nothing new.
-    bottom = page.evaluate("() => document.querySelector('#own-use').getBoundingClientRect().bottom + window.scrollY")
+    bottom = page.evaluate("() => "
+                           "document.querySelector('#own-use').getBoundingClientRect().bottom + "
+                           "window.scrollY")
     width = page.viewport_size["width"]
     page.screenshot(path=str(out / "own-tab.png"), full_page=True,
                     clip={"x": 0, "y": 0, "width": width, "height": bottom + 16})
@@ -75,15 +80,19 @@ def own_tab(page, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "docs"),
                    help="folder for draw-tab.png, photo-tab.png, train-tab.png, own-tab.png")
     p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as workdir, running_app(args.data_root, Path(workdir)) as (_, url), \
-            chromium() as browser:
+    with (
+        tempfile.TemporaryDirectory() as workdir,
+        running_app(args.data_root, Path(workdir)) as (_, url),
+        chromium() as browser,
+    ):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
         page.goto(url)

@@ -1,10 +1,11 @@
 """The app served locally for tests and benches, and the headless browser that opens it.
 
 `serve_app` runs it in this process (app.launch, shipped checkpoints); `start_app`/`running_app` run
-`python app.py` in a subprocess, as a visitor's server would, so a measuring client never shares its process.
-`chromium` is Debian's /usr/bin/chromium driven by Playwright (never `playwright install`: it downloads a browser).
-`PageSession` speaks the app's HTTP protocol the way its page does, for events gradio_client cannot reach and for
-load that gradio_client's own CPU use would distort. `api_client` is the gradio_client Client they all use.
+`python app.py` in a subprocess, as a visitor's server would, so a measuring client never shares its
+process. `chromium` is Debian's /usr/bin/chromium driven by Playwright (never `playwright install`:
+it downloads a browser). `PageSession` speaks the app's HTTP protocol the way its page does, for
+events gradio_client cannot reach and for load that gradio_client's own CPU use would distort.
+`api_client` is the gradio_client Client they all use.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TINYVISION_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-CHROMIUM = os.environ.get("TINYVISION_CHROMIUM", "/usr/bin/chromium")  # Debian's; set for another system
+# Debian's; set for another system
+CHROMIUM = os.environ.get("TINYVISION_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -37,10 +39,11 @@ def free_port() -> int:
 def api_client(url: str, ssl_verify: bool = False):
     """A gradio_client Client for `url`.
 
-    gradio_client opens a new httpx client for each of its requests (queue join, event stream, file upload and
-    download). With certificate verification on, each of them loads the CA bundle: about 60 ms of CPU here, some
-    270 ms per prediction, spent on the machine that also runs the app. A plain-HTTP URL has no certificate to
-    verify, so verification stays off there unless asked for; an https URL is always verified.
+    gradio_client opens a new httpx client for each of its requests (queue join, event stream, file
+    upload and download). With certificate verification on, each of them loads the CA bundle: about
+    60 ms of CPU here, some 270 ms per prediction, spent on the machine that also runs the app. A
+    plain-HTTP URL has no certificate to verify, so verification stays off there unless asked for;
+    an https URL is always verified.
     """
     from gradio_client import Client
 
@@ -49,7 +52,8 @@ def api_client(url: str, ssl_verify: bool = False):
 
 @contextmanager
 def serve_app(**build_kwargs) -> Iterator[str]:
-    """The real app (app.launch, shipped checkpoints) in this process on 127.0.0.1:<free port>; yields its URL."""
+    """The real app (app.launch, shipped checkpoints) in this process on 127.0.0.1:<free port>;
+    yields its URL."""
     sys.path.insert(0, str(ROOT))
     import app
 
@@ -64,7 +68,8 @@ def serve_app(**build_kwargs) -> Iterator[str]:
 
 def start_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = (),
               log: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`python app.py [args]` on a free port, runs in workdir/runs; stdout+stderr to `log` (default: discarded).
+    """`python app.py [args]` on a free port, runs in workdir/runs; stdout+stderr to `log` (default:
+    discarded).
 
     Raises RuntimeError (with the log's tail) if it exits or does not answer within 180 s.
     """
@@ -108,7 +113,8 @@ def running_app(data_root: str | None, workdir: Path, args: tuple[str, ...] = ()
 
 
 def app_at(url: str | None, data_root: str | None, workdir: Path):
-    """A context giving (process or None, url): the app at `url`, else one started with `running_app`."""
+    """A context giving (process or None, url): the app at `url`, else one started with
+    `running_app`."""
     return nullcontext((None, url)) if url else running_app(data_root, workdir)
 
 
@@ -125,10 +131,11 @@ def chromium() -> Iterator:
 
 
 class PageSession:
-    """One open page's session with the app over HTTP: upload files, join the queue, read the event stream.
+    """One open page's session with the app over HTTP: upload files, join the queue, read the event
+    stream.
 
-    `call` runs one event (found by api_name, or by the elem_id and trigger of the component that fires it) and
-    returns (success, output data or error message).
+    `call` runs one event (found by api_name, or by the elem_id and trigger of the component that
+    fires it) and returns (success, output data or error message).
     """
 
     def __init__(self, url: str, timeout: float = 120):
@@ -148,9 +155,19 @@ class PageSession:
               trigger: str | None = None) -> tuple[int, int | None]:
         """(fn_index, trigger_id) of an event."""
         if api_name is not None:
-            return next(d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name), None
-        target = next(c["id"] for c in self.config["components"] if c.get("props", {}).get("elem_id") == elem_id)
-        fn = next(d for d in self.config["dependencies"] if [target, trigger] in [list(t) for t in d["targets"]])
+            return next(
+                d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name
+            ), None
+        target = next(
+            c["id"]
+            for c in self.config["components"]
+            if c.get("props", {}).get("elem_id") == elem_id
+        )
+        fn = next(
+            d
+            for d in self.config["dependencies"]
+            if [target, trigger] in [list(t) for t in d["targets"]]
+        )
         return fn["id"], target
 
     def upload(self, path: Path, data: bytes | None = None) -> dict:
@@ -162,12 +179,14 @@ class PageSession:
 
     def call(self, event: tuple[int, int | None], inputs: list[Any]) -> tuple[bool, Any]:
         fn_index, trigger_id = event
-        joined = self.http.post("gradio_api/queue/join", json={
-            "data": inputs, "fn_index": fn_index, "trigger_id": trigger_id, "session_hash": self.session,
-            "event_data": None})
+        joined = self.http.post("gradio_api/queue/join", json={"data": inputs, "fn_index": fn_index,
+                                                               "trigger_id": trigger_id,
+                                                               "session_hash": self.session,
+                                                               "event_data": None})
         joined.raise_for_status()
         event_id = joined.json()["event_id"]
-        with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session}) as stream:
+        with self.http.stream("GET", "gradio_api/queue/data",
+                              params={"session_hash": self.session}) as stream:
             for line in stream.iter_lines():
                 msg = json.loads(line[5:]) if line.startswith("data:") else {}
                 if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":

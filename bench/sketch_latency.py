@@ -1,15 +1,18 @@
-"""Where a sketch's time goes: the ink map, the whole preprocessing, the model's forward pass and the answer.
+"""Where a sketch's time goes: the ink map, the whole preprocessing, the model's forward pass and
+the answer.
 
-    python -m bench.sketch_latency [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 7] [--rounds 3]
-                                   [--against DIR]
+    python -m bench.sketch_latency [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 7]
+                                   [--rounds 3] [--against DIR]
 
-Pen digits (bench.pendigits) are drawn on the 400 px canvas as bench.pen_accuracy draws them (big and centred, the
-thick brush) and each stage is timed on one thread; the p50 of every round is printed. "sketch" is what
-bench.pen_accuracy and the app pay per drawing: preprocessing (core.preparation.sketch_to_digit) plus the answer
-(Predictor.judge: normalising, the forward pass, probabilities and the energy score).
+Pen digits (bench.pendigits) are drawn on the 400 px canvas as bench.pen_accuracy draws them (big
+and centred, the thick brush) and each stage is timed on one thread; the p50 of every round is
+printed. "sketch" is what bench.pen_accuracy and the app pay per drawing: preprocessing
+(core.preparation.sketch_to_digit) plus the answer (Predictor.judge: normalising, the forward pass,
+probabilities and the energy score).
 
-With --against DIR, another checkout of this project (`git worktree add DIR <commit>`) is measured in the same
-process, the two taking turns on every drawing, after checking that both prepare the same 28x28 images.
+With --against DIR, another checkout of this project (`git worktree add DIR <commit>`) is measured
+in the same process, the two taking turns on every drawing, after checking that both prepare the
+same 28x28 images.
 """
 from __future__ import annotations
 
@@ -61,25 +64,32 @@ def sketch_code_of(root: Path) -> SimpleNamespace:
         sys.modules.update(ours)
 
 
-def stage_calls(module: SimpleNamespace, predictor, canvases: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
-    """The images `module` prepares from the canvases, and each stage as a function of a canvas's index (its
-    prepared image and tensor made here, outside any timing)."""
+def stage_calls(module: SimpleNamespace, predictor,
+                canvases: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+    """The images `module` prepares from the canvases, and each stage as a function of a canvas's
+    index (its prepared image and tensor made here, outside any timing)."""
     images = [module.sketch_to_digit({"composite": c}) for c in canvases]
-    tensors = [torch.from_numpy(x)[None, None].contiguous(memory_format=torch.channels_last) for x in images]
+    tensors = [
+        torch.from_numpy(x)[None, None].contiguous(memory_format=torch.channels_last)
+        for x in images
+    ]
 
     def forward(i: int) -> None:
         with torch.no_grad():
             predictor.net(tensors[i])
 
-    return images, {"ink map": lambda i: module._ink_map(canvases[i]),
-                    "preprocessing": lambda i: module.sketch_to_digit({"composite": canvases[i]}),
-                    "forward": forward, "answer": lambda i: predictor.judge(images[i]),
-                    "sketch": lambda i: predictor.judge(module.sketch_to_digit({"composite": canvases[i]}))}
+    return images, {
+        "ink map": lambda i: module._ink_map(canvases[i]),
+        "preprocessing": lambda i: module.sketch_to_digit({"composite": canvases[i]}),
+        "forward": forward,
+        "answer": lambda i: predictor.judge(images[i]),
+        "sketch": lambda i: predictor.judge(module.sketch_to_digit({"composite": canvases[i]})),
+    }
 
 
 def measure(calls: dict[str, dict], n: int) -> dict[str, dict[str, float]]:
-    """p50 ms per version and stage over `n` canvases. The versions take turns on every canvas (the order swapped
-    each time), so a shared machine's slow and quick spells fall on both alike."""
+    """p50 ms per version and stage over `n` canvases. The versions take turns on every canvas (the
+    order swapped each time), so a shared machine's slow and quick spells fall on both alike."""
     times = {name: {stage: [] for stage in STAGES} for name in calls}
     names = list(calls)
     for stage in STAGES:
@@ -90,15 +100,20 @@ def measure(calls: dict[str, dict], n: int) -> dict[str, dict[str, float]]:
                 t0 = time.perf_counter()
                 calls[name][stage](i)
                 times[name][stage].append((time.perf_counter() - t0) * 1000)
-    return {name: {stage: statistics.median(t) for stage, t in stages.items()} for name, stages in times.items()}
+    return {
+        name: {stage: statistics.median(t) for stage, t in stages.items()}
+        for name, stages in times.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "handwriting-digitnet.pt"))
     p.add_argument("--every", type=int, default=7, help="every n-th recorded digit (7: 250 digits)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--against", type=Path, default=None, help="another checkout to measure side by side")
+    p.add_argument("--against", type=Path, default=None,
+                   help="another checkout to measure side by side")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # a web worker answers one sketch at a time
     versions = {"this checkout": sketch_code()}
@@ -106,17 +121,24 @@ def main(argv: list[str] | None = None) -> int:
         versions[f"{args.against}"] = sketch_code_of(args.against.resolve())
     canvases = [render(layout_strokes(d["strokes"], CANVAS, "big"), CANVAS, 24)
                 for d in pendigits.load()[::args.every]]
-    prepared = {name: stage_calls(m, m.Predictor.load(args.checkpoint), canvases) for name, m in versions.items()}
+    prepared = {name: stage_calls(m, m.Predictor.load(args.checkpoint),
+                                  canvases) for name, m in versions.items()}
     images = [imgs for imgs, _ in prepared.values()]
     if any(not np.array_equal(x, y) for other in images[1:] for x, y in zip(images[0], other)):
-        raise SystemExit("the two checkouts prepare different images; their latencies are not comparable")
+        raise SystemExit("the two checkouts prepare different images; their latencies are not "
+                         "comparable")
     calls = {name: stages for name, (_, stages) in prepared.items()}
     rounds = [measure(calls, len(canvases)) for _ in range(args.rounds)]
-    print(f"{len(canvases)} sketches, p50 ms of each round, 1 thread ({Path(args.checkpoint).name})\n")
+    print(f"{len(canvases)} sketches, p50 ms of each round, 1 thread "
+          f"({Path(args.checkpoint).name})\n")
     print("| code | " + " | ".join(STAGES) + " |")
     print("|---|" + "---:|" * len(STAGES))
     for name in versions:
-        print(f"| {name} | " + " | ".join(" / ".join(f"{r[name][s]:.2f}" for r in rounds) for s in STAGES) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(" / ".join(f"{r[name][s]:.2f}" for r in rounds) for s in STAGES)
+            + " |"
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, get_type_hints
 
 from . import datasets, kinds, models
+from .checkpoint import load_checkpoint
 
 __all__ = ["TrainConfig", "Option", "option", "option_of", "OPTIMIZERS", "SCHEDULES", "LIMITS",
            "FORM", "check", "resolve_config", "add_arguments", "config_from_args"]
@@ -88,7 +89,8 @@ class TrainConfig:
                                    label="Optimizer")
     schedule: str | None = option(None, "the learning rate's schedule", choices=SCHEDULES,
                                   unset=_RECIPE)
-    weight_decay: float | None = option(None, "weight decay, of weights only (not of norms and biases)",
+    weight_decay: float | None = option(None,
+                                        "weight decay, of weights only (not of norms and biases)",
                                         bounds=(0.0, 0.1), unset=_RECIPE)
     momentum: float | None = option(None, "SGD's momentum", bounds=(0.0, 0.999), unset=_RECIPE)
     nesterov: bool = option(True, "Nesterov momentum (SGD)", flag="")
@@ -261,8 +263,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[name] = words[value]
     if not values.get("model"):
         if values.get("init_from"):
-            from .checkpoint import load_checkpoint
-
             values["model"] = load_checkpoint(values["init_from"])["model"]
         else:
             spec = datasets.get_dataset_spec(values["dataset"])

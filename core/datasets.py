@@ -142,7 +142,7 @@ def checkpoint_kind(meta: dict) -> str:
     return spec.kind_for(channels) if spec is not None else by_channels(channels).name
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Loaders of torchvision's datasets, and the handwriting mix
 
 def _idx_loader(torchvision_class: str, folder: str,
@@ -213,7 +213,7 @@ def _load_handwriting(a: LoadArgs) -> dict:
     return out
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The datasets
 
 _PEN_SOURCE = f"UCI Pen-Based Recognition of Handwritten Digits, UNIPEN files ({PENDIGITS_URL})"

@@ -1,4 +1,5 @@
-"""Accuracy, per-class accuracy and confusion matrix of a model on a dataset; `python -m core.evaluate` CLI."""
+"""Accuracy, per-class accuracy and confusion matrix of a model on a dataset; `python -m
+core.evaluate` CLI."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,13 @@ SAMPLE_COUNT = 24
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str = "cpu", batch_size: int = 512,
-                   amp_dtype: torch.dtype | None = None, tta_flip: bool = False, tta_shift: int = 0) -> dict:
-    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on `data` (with its
-    uint8 images, so a caller can draw them without loading the data again); for a set of several parts
-    (`data.parts`) also each part's accuracy, and for images with groups (`data.groups`) each group's."""
+def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str = "cpu",
+                   batch_size: int = 512, amp_dtype: torch.dtype | None = None,
+                   tta_flip: bool = False, tta_shift: int = 0) -> dict:
+    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on
+    `data` (with its uint8 images, so a caller can draw them without loading the data again); for a
+    set of several parts (`data.parts`) also each part's accuracy, and for images with groups
+    (`data.groups`) each group's."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -55,20 +58,25 @@ def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str
         names, which = torch.unique(data.groups.cpu()[known], return_inverse=True)
         rates = torch.bincount(which, right[known].float()) / torch.bincount(which)
         groups = dict(zip(names.tolist(), rates.tolist()))
-    return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data), "per_class": per_class,
-            "parts": parts, "groups": groups, "confusion": confusion.tolist(),
-            "samples": {"index": sample.tolist(), "true": data.labels[sample].tolist(), "pred": pred[sample].tolist(),
-                        "images": data.images[sample.to(data.images.device)].cpu()}}
+    samples = {"index": sample.tolist(), "true": data.labels[sample].tolist(),
+               "pred": pred[sample].tolist(),
+               "images": data.images[sample.to(data.images.device)].cpu()}
+    return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data),
+            "per_class": per_class, "parts": parts, "groups": groups,
+            "confusion": confusion.tolist(), "samples": samples}
 
 
-def checkpoint_data(payload: dict, split: str, root: str | None = None, download: bool = True) -> ImageData:
-    """A split of a checkpoint's dataset as its model saw it: at its input size, read as its kind, normalised with
-    its statistics (a transferred model: its source's). An image folder defaults to the folder it was trained on."""
+def checkpoint_data(payload: dict, split: str, root: str | None = None,
+                    download: bool = True) -> ImageData:
+    """A split of a checkpoint's dataset as its model saw it: at its input size, read as its kind,
+    normalised with its statistics (a transferred model: its source's). An image folder defaults to
+    the folder it was trained on."""
     c, size, _ = payload["input_shape"]
     cfg = payload.get("config", {})
     if datasets.get_dataset_spec(payload["dataset"]).folder:
         root = root or cfg.get("data_root")
-    data = datasets.load_dataset(payload["dataset"], split, root, download, size, c, cfg.get("seed", 0),
+    data = datasets.load_dataset(payload["dataset"], split, root, download, size, c, cfg.get("seed",
+                                                                                             0),
                                  datasets.checkpoint_kind(payload))
     if data.classes != payload["classes"]:
         raise DataError(f"the {split} set's classes {data.classes} differ from the checkpoint's")
@@ -76,20 +84,22 @@ def checkpoint_data(payload: dict, split: str, root: str | None = None, download
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.evaluate", description="Evaluate a checkpoint on its test set.")
+    p = argparse.ArgumentParser(prog="python -m core.evaluate",
+                                description="Evaluate a checkpoint on its test set.")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-root", default=None, help="data folder (default: $TINYVISION_DATA or ./data)")
+    p.add_argument("--data-root", default=None,
+                   help="data folder (default: $TINYVISION_DATA or ./data)")
     p.add_argument("--no-download", dest="download", action="store_false")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--calibrate", action="store_true",
-                   help="fit the softmax temperature on 10,000 training images, and the 'not sure' threshold "
-                        "(--fit-unsure), and store them in the checkpoint")
-    p.add_argument("--fit-unsure", action="store_true",
-                   help="fit only the threshold below which an input is 'probably none of the classes', on "
-                        "augmented views of 2,000 training images, and store it in the checkpoint")
-    p.add_argument("--record", action="store_true",
-                   help="store the measured test accuracy (overall and per class) in the checkpoint; the app "
-                        "shows it beside the model's name")
+    p.add_argument("--calibrate", action="store_true", help="fit the softmax temperature on 10,000 "
+                   "training images, and the 'not sure' threshold (--fit-unsure), and store them "
+                   "in the checkpoint")
+    p.add_argument("--fit-unsure", action="store_true", help="fit only the threshold below which "
+                   "an input is 'probably none of the classes', on augmented views of 2,000 "
+                   "training images, and store it in the checkpoint")
+    p.add_argument("--record", action="store_true", help="store the measured test accuracy "
+                   "(overall and per class) in the checkpoint; the app shows it beside the model's "
+                   "name")
     args = p.parse_args(argv)
     try:
         payload = ckpt.load_checkpoint(args.checkpoint)
@@ -97,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         test = checkpoint_data(payload, "test", args.data_root, args.download)
         if args.calibrate or args.fit_unsure:
             train = checkpoint_data(payload, "train", args.data_root, args.download)
-            subset = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:10_000])
+            g = torch.Generator().manual_seed(0)
+            subset = train.subset(torch.randperm(len(train), generator=g)[:10_000])
             if args.calibrate:
                 payload["temperature"] = fit_temperature(model, subset, **tta_options(payload))
-            # The model trained on all of these: seen through the training augmentation, they are views it did not
-            # learn, the nearest to held-out images of its classes that it has.
-            payload["unsure_threshold"] = fit_unsure_threshold(model, subset, payload.get("temperature", 1.0),
+            # The model trained on all of these: seen through the training augmentation, they are
+            # views it did not learn, the nearest to held-out images of its classes that it has.
+            payload["unsure_threshold"] = fit_unsure_threshold(model, subset,
+                                                               payload.get("temperature", 1.0),
                                                                **tta_options(payload), augment=True)
         result = evaluate_model(model, test, **tta_options(payload))
         if args.record:
@@ -110,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "per_class": result["per_class"]}
         if args.calibrate or args.fit_unsure or args.record:
             state_dict = payload.pop("state_dict")
-            ckpt.save_checkpoint(args.checkpoint, payload, state_dict, payload.pop("train_state", None))
+            ckpt.save_checkpoint(args.checkpoint, payload, state_dict, payload.pop("train_state",
+                                                                                   None))
             written = [f"temperature {payload['temperature']}"] if args.calibrate else []
             if args.calibrate or args.fit_unsure:
                 written.append(f"'not sure' below score {payload['unsure_threshold']}")
@@ -121,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"dataset": payload["dataset"], "model": payload["model"], "test_acc": result["acc"],
-                          "test_loss": result["loss"], "per_class": result["per_class"], "parts": result["parts"],
+        print(json.dumps({"dataset": payload["dataset"], "model": payload["model"],
+                          "test_acc": result["acc"], "test_loss": result["loss"],
+                          "per_class": result["per_class"], "parts": result["parts"],
                           "n": len(test)}))
     else:
-        print(f"{payload['model']} on {payload['dataset']} test ({len(test)} images): accuracy {result['acc']:.4f}")
+        print(f"{payload['model']} on {payload['dataset']} test ({len(test)} images): accuracy "
+              f"{result['acc']:.4f}")
         for name, acc in result["per_class"].items():
             print(f"  {name:>12}  {acc:.4f}")
         for name, acc in result["parts"].items():

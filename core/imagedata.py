@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ImageData", "DataError", "LoadArgs", "default_data_root", "cached", "split_train_val", "normalise",
-           "batch_starts", "epoch_pool", "epoch_size", "iterate_batches"]
+__all__ = ["ImageData", "DataError", "LoadArgs", "default_data_root", "cached", "split_train_val",
+           "normalise", "batch_starts", "epoch_pool", "epoch_size", "iterate_batches"]
 
 
 class DataError(RuntimeError):
@@ -139,7 +139,8 @@ def split_train_val(data: ImageData, val_fraction: float,
     return data.subset(torch.nonzero(~val).flatten()), data.subset(torch.nonzero(val).flatten())
 
 
-def normalise(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def normalise(images: torch.Tensor, mean: tuple[float, ...],
+              std: tuple[float, ...]) -> torch.Tensor:
     """uint8 (N,C,H,W) -> float, normalised per channel."""
     m = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=images.device).view(1, -1, 1, 1)

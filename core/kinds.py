@@ -94,7 +94,8 @@ def get_kind(name: str) -> Kind:
     try:
         return KINDS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown input kind {name!r}; choose one of: {', '.join(NAMES)}") from None
+        raise ValueError(f"unknown input kind {name!r}; choose one of: "
+                         f"{', '.join(NAMES)}") from None
 
 
 def by_channels(channels: int | None) -> Kind:

@@ -1,7 +1,8 @@
-"""Training figures as RGB arrays: loss/accuracy curves, a grid of test samples, per-class accuracy, confusion matrix.
+"""Training figures as RGB arrays: loss/accuracy curves, a grid of test samples, per-class accuracy,
+confusion matrix.
 
-Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no global figure state), so the web
-app can draw them from several worker threads at once.
+Figures are built with matplotlib's object API on the Agg canvas (no pyplot, no global figure
+state), so the web app can draw them from several worker threads at once.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["render", "curves", "sample_grid", "per_class_bars", "confusion_matrix", "WRONG", "RIGHT"]
+__all__ = ["render", "curves", "sample_grid", "per_class_bars", "confusion_matrix", "WRONG",
+           "RIGHT"]
 
 WRONG, RIGHT = "#d62728", "#2ca02c"
 DPI = 100
@@ -24,10 +26,11 @@ def render(fig: Figure) -> np.ndarray:
 
 
 def curves(history: list[dict], live: list[tuple[float, float, float]] | None = None) -> np.ndarray:
-    """Loss and accuracy: the training run's running figures as a line through `live` points (fractional epoch,
-    running loss, running accuracy) when given, and each epoch's figures for train, val and test (the splits in
-    `history`) as points at the epoch's end."""
-    # A fixed layout: the constrained one costs as much again, and these are redrawn while a training runs.
+    """Loss and accuracy: the training run's running figures as a line through `live` points
+    (fractional epoch, running loss, running accuracy) when given, and each epoch's figures for
+    train, val and test (the splits in `history`) as points at the epoch's end."""
+    # A fixed layout: the constrained one costs as much again, and these are redrawn while a
+    # training runs.
     fig = Figure(figsize=(6.4, 2.8), dpi=DPI)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.9, wspace=0.22)
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -38,10 +41,12 @@ def curves(history: list[dict], live: list[tuple[float, float, float]] | None = 
             ax.plot(xs, ys, color=SPLITS[0][1], linewidth=1.2, alpha=0.8, label="train (running)")
     for split, colour in SPLITS:
         for ax, metric in ((loss_ax, "loss"), (acc_ax, "acc")):
-            points = [(e, h[f"{split}_{metric}"]) for e, h in zip(epochs, history) if f"{split}_{metric}" in h]
+            key = f"{split}_{metric}"
+            points = [(e, h[key]) for e, h in zip(epochs, history) if key in h]
             if points:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o", color=colour, label=split, linestyle="-" if len(points) > 1 else "")
+                ax.plot(xs, ys, marker="o", color=colour, label=split,
+                        linestyle="-" if len(points) > 1 else "")
     for ax, title in ((loss_ax, "loss"), (acc_ax, "accuracy")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch", fontsize=9)
@@ -68,7 +73,8 @@ def sample_grid(images: np.ndarray, true: list[int], pred: list[int], classes: l
         ax.set_axis_off()
     for ax, image, t, p in zip(axes, images, true, pred):
         ok = t == p
-        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255,
+                  interpolation="nearest")
         ax.set_title(classes[p] if ok else f"{classes[p]}\n(true {classes[t]})", fontsize=7,
                      color=RIGHT if ok else WRONG)
         if not ok:
@@ -89,7 +95,8 @@ def per_class_bars(per_class: dict[str, float]) -> np.ndarray:
     worst = min(accs) if accs else 0.0
     ax.barh(names, accs, color=[WRONG if a == worst else "#1f77b4" for a in accs])
     for y, a in enumerate(accs):
-        ax.text(min(a, 1.0) - 0.01, y, f"{a:.1%}", va="center", ha="right", fontsize=7, color="white")
+        ax.text(min(a, 1.0) - 0.01, y, f"{a:.1%}", va="center", ha="right", fontsize=7,
+                color="white")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_title("test accuracy per class", fontsize=10)
@@ -98,7 +105,8 @@ def per_class_bars(per_class: dict[str, float]) -> np.ndarray:
 
 
 def confusion_matrix(confusion: list[list[int]], classes: list[str]) -> np.ndarray:
-    """Rows: true class, columns: predicted class; counts written in the cells when there are few classes."""
+    """Rows: true class, columns: predicted class; counts written in the cells when there are few
+    classes."""
     m = np.asarray(confusion)
     k = len(classes)
     fig = Figure(figsize=(4.4, 4.0), dpi=DPI, layout="constrained")

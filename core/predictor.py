@@ -27,8 +27,8 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Judgement:
-    """One answer: class probabilities, the energy score (core.calibration.energy_score) and whether it is below the
-    model's threshold, i.e. the input is probably none of the model's classes."""
+    """One answer: class probabilities, the energy score (core.calibration.energy_score) and whether
+    it is below the model's threshold, i.e. the input is probably none of the model's classes."""
     probs: np.ndarray
     score: float
     unsure: bool
@@ -40,7 +40,8 @@ class Predictor:
     path: Path
     meta: dict
     model: torch.nn.Module = field(repr=False)
-    # What answers single images: the model, or an ensemble's members stacked into one net (the same function).
+    # What answers single images: the model, or an ensemble's members stacked into one net (the same
+    # function).
     net: torch.nn.Module = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -54,7 +55,8 @@ class Predictor:
 
     @classmethod
     def from_payload(cls, path: str | Path, payload: dict) -> Predictor:
-        """From a checkpoint already loaded (core.checkpoint.load_checkpoint) from `path`; `payload` is not changed."""
+        """From a checkpoint already loaded (core.checkpoint.load_checkpoint) from `path`; `payload`
+        is not changed."""
         meta = {k: v for k, v in payload.items() if k not in ("state_dict", "train_state")}
         return cls(Path(path), meta, ckpt.build_from_checkpoint(payload))
 
@@ -76,7 +78,8 @@ class Predictor:
         acc = self.meta.get("metrics", {}).get("test_acc")
         members = self.meta.get("members", 1)
         source = self.meta["dataset"]
-        if source in list_datasets() and get_dataset_spec(source).folder:  # the classes say more than "a folder"
+        # The classes say more than "a folder"
+        if source in list_datasets() and get_dataset_spec(source).folder:
             classes = self.classes
             source = ", ".join(classes[:3]) + (f" +{len(classes) - 3}" if len(classes) > 3 else "")
         return (f"{self.meta['model']}{f' ×{members}' if members > 1 else ''} "
@@ -84,9 +87,11 @@ class Predictor:
 
     @property
     def unsure_threshold(self) -> float | None:
-        """The energy score below which an input is probably none of its classes (None: never said)."""
+        """The energy score below which an input is probably none of its classes (None: never
+        said)."""
         value = self.meta.get("unsure_threshold")
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value,
+                                                                                  bool) else None
 
     @torch.no_grad()
     def judge(self, image: np.ndarray) -> Judgement:
@@ -111,5 +116,7 @@ class Predictor:
         if x.shape[1] != c:
             x = x.float().mean(1, keepdim=True) if c == 1 else x.expand(-1, 3, -1, -1)
         if x.shape[-1] != size or x.shape[-2] != size:
-            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return predict_logits(self.net, x.float(), self.meta["mean"], self.meta["std"], **tta_options(self.meta))
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)
+        return predict_logits(self.net, x.float(), self.meta["mean"], self.meta["std"],
+                              **tta_options(self.meta))

@@ -43,7 +43,7 @@ class InputError(ValueError):
     """The input cannot be used; the message is meant for the person who sent it."""
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Sketches
 
 def _as_array(value: Any) -> np.ndarray:
@@ -180,7 +180,7 @@ def sketch_to_digit(sketch: Any) -> np.ndarray | None:
     return F.avg_pool2d(canvas, 4)[0, 0].numpy()
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Photos and files
 
 def open_image(source: Any) -> Image.Image:

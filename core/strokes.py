@@ -1,9 +1,11 @@
-"""Pen strokes drawn the way the sketchpad draws them: one renderer for training data, benches and tests.
+"""Pen strokes drawn the way the sketchpad draws them: one renderer for training data, benches and
+tests.
 
-Strokes are lists of (x, y) points in tablet units (a 500x500 box, y pointing up), as pen-digit recordings hold
-them. `layout_strokes` places them on a square canvas (y down) as a person might draw them; `render` draws them
-with a round brush, as the page's canvas does; `random_render` draws one random rendering of the kind a visitor's
-sketch varies in (size, position, brush width), for training sets.
+Strokes are lists of (x, y) points in tablet units (a 500x500 box, y pointing up), as pen-digit
+recordings hold them. `layout_strokes` places them on a square canvas (y down) as a person might
+draw them; `render` draws them with a round brush, as the page's canvas does; `random_render` draws
+one random rendering of the kind a visitor's sketch varies in (size, position, brush width), for
+training sets.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ __all__ = ["TABLET", "CANVAS", "Strokes", "layout_strokes", "render", "random_re
 
 TABLET = 500  # the recordings' coordinate box; y points up
 CANVAS = 400  # the app's sketch canvas, in image pixels
-BRUSH_RANGE = (6.0, 30.0)  # brush widths in canvas pixels a random rendering draws with (the app's is 12)
+# Brush widths in canvas pixels a random rendering draws with (the app's is 12)
+BRUSH_RANGE = (6.0, 30.0)
 HEIGHT_RANGE = (0.25, 0.85)  # a random rendering's digit height, as a fraction of the canvas
 
 Strokes = list[list[tuple[float, float]]]
@@ -24,20 +27,23 @@ def _flipped(strokes: Strokes) -> np.ndarray:
     return [np.array([(x, TABLET - y) for x, y in s], dtype=float).reshape(-1, 2) for s in strokes]
 
 
-def _place(strokes: list[np.ndarray], canvas: int, height: float, centre: tuple[float, float]) -> Strokes:
-    """Scale the strokes' bounding box to `height` (a wide digit to at most 1.25x that width) around `centre`."""
+def _place(strokes: list[np.ndarray], canvas: int, height: float,
+           centre: tuple[float, float]) -> Strokes:
+    """Scale the strokes' bounding box to `height` (a wide digit to at most 1.25x that width) around
+    `centre`."""
     pts = np.concatenate(strokes)
     lo, hi = pts.min(0), pts.max(0)
     k = height / max(hi[1] - lo[1], (hi[0] - lo[0]) * 0.8, 1.0)
     mid = (lo + hi) / 2
-    return [[((x - mid[0]) * k + centre[0], (y - mid[1]) * k + centre[1]) for x, y in s] for s in strokes]
+    return [[((x - mid[0]) * k + centre[0],
+              (y - mid[1]) * k + centre[1]) for x, y in s] for s in strokes]
 
 
 def layout_strokes(strokes: Strokes, canvas: int = CANVAS, layout: str = "recorded") -> Strokes:
     """Stroke point lists in canvas pixels (y down).
 
-    layout "recorded": the tablet box scaled to the canvas (digits stay small and off-centre, as written);
-    layout "big": the digit's bounding box scaled to 70% of the canvas height and centred.
+    layout "recorded": the tablet box scaled to the canvas (digits stay small and off-centre, as
+    written); layout "big": the digit's bounding box scaled to 70% of the canvas height and centred.
     """
     flipped = _flipped(strokes)
     if layout == "recorded":
@@ -50,7 +56,8 @@ def layout_strokes(strokes: Strokes, canvas: int = CANVAS, layout: str = "record
 
 def render(strokes: Strokes, canvas: int = CANVAS, brush: float = 12.0, ink=(0, 0, 0),
            background=(255, 255, 255)) -> np.ndarray:
-    """Draw canvas-pixel strokes with a round brush of diameter `brush` on an RGB canvas; HxWx3 uint8."""
+    """Draw canvas-pixel strokes with a round brush of diameter `brush` on an RGB canvas; HxWx3
+    uint8."""
     im = Image.new("RGB", (canvas, canvas), background)
     draw = ImageDraw.Draw(im)
     r = brush / 2
@@ -63,8 +70,10 @@ def render(strokes: Strokes, canvas: int = CANVAS, brush: float = 12.0, ink=(0, 
 
 
 def random_render(strokes: Strokes, rng: np.random.Generator, canvas: int = CANVAS) -> np.ndarray:
-    """One rendering of tablet strokes as a visitor might draw them: a random height, position and brush width."""
+    """One rendering of tablet strokes as a visitor might draw them: a random height, position and
+    brush width."""
     height = rng.uniform(*HEIGHT_RANGE) * canvas
     margin = height * 0.65  # half the height, plus room for a wide digit and the brush
     centre = tuple(rng.uniform(min(margin, canvas / 2), max(canvas - margin, canvas / 2), 2))
-    return render(_place(_flipped(strokes), canvas, height, centre), canvas, rng.uniform(*BRUSH_RANGE))
+    return render(_place(_flipped(strokes), canvas, height, centre), canvas,
+                  rng.uniform(*BRUSH_RANGE))

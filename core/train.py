@@ -1,10 +1,11 @@
-"""The training loop: a generator of progress events and per-epoch reports, shared by the CLI and the web app.
+"""The training loop: a generator of progress events and per-epoch reports, shared by the CLI and
+the web app.
 
     for event in train(TrainConfig(dataset="mnist", model="digitnet")):
         if event["type"] == "epoch": print(event["val_acc"])
 
-Randomness (shuffling, augmentation) comes from a generator seeded by (seed, epoch), so a run resumed from an
-epoch checkpoint replays exactly the batches the uninterrupted run would have seen.
+Randomness (shuffling, augmentation) comes from a generator seeded by (seed, epoch), so a run
+resumed from an epoch checkpoint replays exactly the batches the uninterrupted run would have seen.
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from .calibration import fit_temperature, fit_unsure_threshold, tta_options
 from .config import TrainConfig, add_arguments, config_from_args, resolve_config
 from .evaluate import evaluate_model
 
-__all__ = ["TrainConfig", "SUMMARY_KEYS", "pick_device", "train", "summarize", "start_line", "epoch_line",
-           "main"]
+__all__ = ["TrainConfig", "SUMMARY_KEYS", "pick_device", "train", "summarize", "start_line",
+           "epoch_line", "main"]
 
 # The keys of the one-line JSON summary (`--json`); the web app's report uses the same.
 SUMMARY_KEYS = ("epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc",
@@ -49,29 +50,34 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def _make_optimizer(cfg: TrainConfig, model: nn.Module, norm_bias_lr_scale: float) -> torch.optim.Optimizer:
-    # No weight decay on BatchNorm/bias parameters: decaying them only fights the normalisation. A model may ask
-    # for its BatchNorm shifts to learn faster (its spec's `norm_bias_lr_scale`); they then decay by the same amount
-    # per step as the weights, so that they cannot drift without bound.
+def _make_optimizer(cfg: TrainConfig, model: nn.Module,
+                    norm_bias_lr_scale: float) -> torch.optim.Optimizer:
+    # No weight decay on BatchNorm/bias parameters: decaying them only fights the normalisation. A
+    # model may ask for its BatchNorm shifts to learn faster (its spec's `norm_bias_lr_scale`); they
+    # then decay by the same amount per step as the weights, so that they cannot drift without
+    # bound.
     scale = float(norm_bias_lr_scale)
     fast = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
             and m.bias is not None} if scale != 1.0 else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
-              {"params": [p for p in params if p.ndim <= 1 and id(p) not in fast], "weight_decay": 0.0,
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay,
                "lr_scale": 1.0},
-              {"params": [p for p in params if id(p) in fast], "weight_decay": cfg.weight_decay / scale,
-               "lr_scale": scale}]
+              {"params": [p for p in params if p.ndim <= 1 and id(p) not in fast],
+               "weight_decay": 0.0,
+               "lr_scale": 1.0}, {"params": [p for p in params if id(p) in fast],
+                                  "weight_decay": cfg.weight_decay / scale, "lr_scale": scale}]
     groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def _lr_factor(schedule: str, step: int, total: int) -> float:
-    """Multiplier of the base lr at `step` of `total` (a pure function, so resuming needs no scheduler state)."""
+    """Multiplier of the base lr at `step` of `total` (a pure function, so resuming needs no
+    scheduler state)."""
     t = min(step / max(total, 1), 1.0)
     if schedule == "onecycle":
         warm = 0.2
@@ -83,8 +89,9 @@ def _lr_factor(schedule: str, step: int, total: int) -> float:
 
 @dataclass
 class Run:
-    """Everything one training holds: the resolved config, data on the device, the model and its optimizer, and
-    where the run stands (epoch, step, time, history, the file with its latest state)."""
+    """Everything one training holds: the resolved config, data on the device, the model and its
+    optimizer, and where the run stands (epoch, step, time, history, the file with its latest
+    state)."""
     cfg: TrainConfig
     device: torch.device
     train_set: D.ImageData  # on the device
@@ -117,7 +124,8 @@ class Run:
 @dataclass
 class EpochResult:
     """What one pass over the training batches did, and why it ended."""
-    ended: str  # "done" (all batches), "stopped" (should_stop), "steps" (max_steps), "time" (max_seconds)
+    # "done" (all batches), "stopped" (should_stop), "steps" (max_steps), "time" (max_seconds)
+    ended: str
     seen: int
     loss_sum: float  # over every rank's images
     correct: float
@@ -126,26 +134,30 @@ class EpochResult:
 
 
 def build_run(cfg: TrainConfig) -> Run:
-    """Load the data, resolve the config against the model's recipe for its kind, build model and optimizer."""
+    """Load the data, resolve the config against the model's recipe for its kind, build model and
+    optimizer."""
     world = distributed.current()
     device = world.device or pick_device(cfg.device)
     source = transfer.load_source(cfg.init_from) if cfg.init_from else None
     if cfg.freeze_backbone and source is None:
-        raise ValueError("freeze_backbone needs a checkpoint to start from (init_from / --init-from)")
+        raise ValueError("freeze_backbone needs a checkpoint to start from (init_from / "
+                         "--init-from)")
     if source is not None:
         source.check_model(cfg.model, cfg.model_kwargs)
         c, size, _ = source.input_shape
-        # An image folder is read at the checkpoint's input unless asked otherwise (a kind fixes the channels).
+        # An image folder is read at the checkpoint's input unless asked otherwise (a kind fixes the
+        # channels).
         cfg = replace(cfg, model_kwargs=source.model_kwargs, image_size=cfg.image_size or size,
                       channels=cfg.channels or (None if cfg.kind else c))
 
     def load(split: str) -> D.ImageData:
-        data = datasets.load_dataset(cfg.dataset, split, cfg.data_root, cfg.download, cfg.image_size, cfg.channels,
-                                     cfg.seed, cfg.kind)
+        data = datasets.load_dataset(cfg.dataset, split, cfg.data_root, cfg.download,
+                                     cfg.image_size, cfg.channels, cfg.seed, cfg.kind)
         if source is None:
             return data
         source.check_input(data.input_shape)
-        return replace(data, mean=source.mean, std=source.std)  # the features were learnt on these statistics
+        # The features were learnt on these statistics
+        return replace(data, mean=source.mean, std=source.std)
 
     train_full = load("train")
     cfg = resolve_config(cfg, train_full.kind)
@@ -160,55 +172,63 @@ def build_run(cfg: TrainConfig) -> Run:
         raise D.DataError(f"the training set needs at least {max(2, world.size)} images")
     if cfg.batch_size % world.size:
         lower = max(world.size, cfg.batch_size - cfg.batch_size % world.size)
-        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and does not divide among "
-                         f"{world.size} processes: use {lower} or {lower + world.size}")
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and does not divide "
+                         f"among {world.size} processes: use {lower} or {lower + world.size}")
 
     torch.manual_seed(cfg.seed)
     spec = models.get_spec(cfg.model)
     c, size, _ = train_set.input_shape
     model_kwargs = dict(cfg.model_kwargs)
     options = {k: getattr(cfg, k) for k in spec.build_options if getattr(cfg, k)}
-    model = models.create_model(cfg.model, len(train_set.classes), c, size, **model_kwargs, **options)
+    model = models.create_model(cfg.model, len(train_set.classes), c, size, **model_kwargs,
+                                **options)
     if source is not None:
         models.transfer_weights(model, source.net)
         if cfg.freeze_backbone:
             models.freeze_backbone(model)
     elif spec.prepare is not None:
-        pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed))[:5000]
+        pick = torch.randperm(len(train_set),
+                              generator=torch.Generator().manual_seed(cfg.seed))[:5000]
         spec.prepare(model, D.normalise(train_set.images[pick], train_set.mean, train_set.std))
     model = model.to(device)
-    # channels_last measured 1.7-2.7x faster for these convs on CPU; it is the fast layout on CUDA too.
+    # channels_last measured 1.7-2.7x faster for these convs on CPU; it is the fast layout on CUDA
+    # too.
     memory_format = torch.preserve_format if device.type == "mps" else torch.channels_last
     model = model.to(memory_format=memory_format)
 
     use_amp = device.type == "cuda" and (cfg.amp is None or cfg.amp)
-    amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+    half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = half if use_amp else None
     steps_per_epoch = len(D.batch_starts(D.epoch_size(train_set), cfg.batch_size, world.size))
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that draw.
-    flips = alternating_flips(len(train_set), cfg.seed + 2, device) if train_set.augment == "photos" else None
-    meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape, train_set.mean,
-                          train_set.std, model_kwargs, kind=train_set.kind, config=asdict(cfg),
-                          tta_flip=train_set.tta_flip, tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
+    # Its own seed offset (+1 draws the --max-train-images subset), so the flips do not follow that
+    # draw.
+    photos = train_set.augment == "photos"
+    flips = alternating_flips(len(train_set), cfg.seed + 2, device) if photos else None
+    meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape,
+                          train_set.mean, train_set.std, model_kwargs, kind=train_set.kind,
+                          config=asdict(cfg), tta_flip=train_set.tta_flip,
+                          tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
     trainer = distributed.wrap(model, world)
-    teacher = distill.load_teacher(cfg.teacher, train_set.classes, train_set.input_shape, cfg.distill_weight,
-                                   device) if cfg.teacher else None
-    return Run(cfg, device, train_set.to(device), val_set.to(device) if val_set is not None else None,
-               test_set.to(device) if test_set is not None else None, model,
-               _make_optimizer(cfg, model, spec.norm_bias_lr_scale),
-               torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16), amp_dtype,
-               memory_format, flips, meta, models.count_parameters(model), steps_per_epoch, total_steps, world,
-               trainer, teacher)
+    teacher = distill.load_teacher(cfg.teacher, train_set.classes, train_set.input_shape,
+                                   cfg.distill_weight, device) if cfg.teacher else None
+    on_device = [s.to(device) if s is not None else None for s in (train_set, val_set, test_set)]
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    return Run(cfg, device, *on_device, model, _make_optimizer(cfg, model, spec.norm_bias_lr_scale),
+               scaler, amp_dtype, memory_format, flips, meta, models.count_parameters(model),
+               steps_per_epoch, total_steps, world, trainer, teacher)
 
 
 def restore(run: Run, path: str) -> None:
-    """Continue from a checkpoint of an epoch of the same model and dataset: weights, optimizer, where it stood."""
+    """Continue from a checkpoint of an epoch of the same model and dataset: weights, optimizer,
+    where it stood."""
     state = ckpt.load_checkpoint(path)
-    if state["model"] != run.cfg.model or state["dataset"] != run.cfg.dataset or "train_state" not in state:
-        raise ckpt.CheckpointError(f"{path} cannot resume this run (model/dataset differ or it holds no optimizer "
-                                   "state)")
+    same = state["model"] == run.cfg.model and state["dataset"] == run.cfg.dataset
+    if not same or "train_state" not in state:
+        raise ckpt.CheckpointError(f"{path} cannot resume this run (model/dataset differ or it "
+                                   "holds no optimizer state)")
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["train_state"]["optimizer"])
     ts = state["train_state"]
@@ -224,15 +244,18 @@ def _check_finite(loss_sum: float, step: int) -> None:
         raise FloatingPointError(f"loss became {loss_sum} by step {step}; lower the learning rate")
 
 
-def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generator[dict, None, EpochResult]:
-    """One pass over the training batches, yielding progress events a few times; returns why it ended.
+def run_epoch(run: Run, epoch: int,
+              should_stop: Callable[[], bool]) -> Generator[dict, None, EpochResult]:
+    """One pass over the training batches, yielding progress events a few times; returns why it
+    ended.
 
-    Loss and accuracy are summed on the device; the host reads them (one sync) only at progress points, where a
-    loss that is no longer finite ends the run.
+    Loss and accuracy are summed on the device; the host reads them (one sync) only at progress
+    points, where a loss that is no longer finite ends the run.
     """
     cfg, model, train, world = run.cfg, run.model, run.train_set, run.world
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    # Every rank draws the same permutation from `g`; each augments its own part of a batch with its own draws.
+    # Every rank draws the same permutation from `g`; each augments its own part of a batch with its
+    # own draws.
     augment_g = g if world.size == 1 else torch.Generator().manual_seed(cfg.seed * 100_003 + epoch
                                                                         + 7_919 * world.rank)
     run.trainer.train()
@@ -240,16 +263,19 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
         models.hold_norms(model)
     t0 = time.perf_counter()
     seen, batches_done, lr, ended = 0, 0, cfg.lr, "done"
-    # This rank's sums of loss and right answers; `distributed.total` adds the ranks' when they are read.
+    # This rank's sums of loss and right answers; `distributed.total` adds the ranks' when they are
+    # read.
     sums = torch.zeros(2, device=run.device)
     progress_every = max(1, run.steps_per_epoch // 20)
-    # The renderings this epoch uses, where a drawing has several (the same on every rank); None: every image.
+    # The renderings this epoch uses, where a drawing has several (the same on every rank); None:
+    # every image.
     pool = D.epoch_pool(train, torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + 104_729))
     n = len(train) if pool is None else len(pool)
     for batch_index in D.iterate_batches(n, cfg.batch_size, g, world.size):
         if pool is not None:
             batch_index = pool[batch_index]
-        timed = bool(cfg.max_seconds) and run.train_seconds + time.perf_counter() - t0 >= cfg.max_seconds
+        elapsed = run.train_seconds + time.perf_counter() - t0
+        timed = bool(cfg.max_seconds) and elapsed >= cfg.max_seconds
         stop, timed = distributed.agree([should_stop(), timed], world, run.device)
         if stop:
             ended = "stopped"
@@ -264,7 +290,8 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
         part = part.to(run.device)
         x, y = train.images[part], train.labels[part]
         if cfg.augment:
-            x = augment_batch(x, train.augment, augment_g, run.flips(part, epoch) if run.flips else None)
+            flip = run.flips(part, epoch) if run.flips else None
+            x = augment_batch(x, train.augment, augment_g, flip)
         else:
             x = x.float()
         seen_x = x
@@ -278,7 +305,8 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
             if run.teacher is not None:
                 loss = loss + run.teacher.loss(logits, seen_x, y)
         run.optimizer.zero_grad(set_to_none=True)
-        # A part smaller than the others (the last batch's) weighs as its images do in the global mean.
+        # A part smaller than the others (the last batch's) weighs as its images do in the global
+        # mean.
         run.scaler.scale(loss if share == 1.0 else loss * share).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
@@ -303,22 +331,26 @@ def run_epoch(run: Run, epoch: int, should_stop: Callable[[], bool]) -> Generato
 
 
 def _event_metrics(run: Run, data: D.ImageData, last: bool) -> dict:
-    # Shifted views triple the cost of an evaluation; epochs before the last are scored on flips alone.
+    # Shifted views triple the cost of an evaluation; epochs before the last are scored on flips
+    # alone.
     tta = tta_options(run.meta) if last else {**tta_options(run.meta), "tta_shift": 0}
-    return evaluate_model(run.model, data, device=run.device, batch_size=max(256, run.cfg.batch_size),
+    return evaluate_model(run.model, data, device=run.device, batch_size=max(256,
+                                                                             run.cfg.batch_size),
                           amp_dtype=run.amp_dtype, **tta)
 
 
 def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
-    """The epoch's report: train figures, evaluation when due, calibration after the last, the checkpoint.
+    """The epoch's report: train figures, evaluation when due, calibration after the last, the
+    checkpoint.
 
-    Across processes, rank 0 alone evaluates (on the whole sets), calibrates and writes; the others wait for it."""
+    Across processes, rank 0 alone evaluates (on the whole sets), calibrates and writes; the others
+    wait for it."""
     cfg, main = run.cfg, run.world.main
     run.train_seconds += result.seconds
     report = {"type": "epoch", "epoch": epoch, "epochs": cfg.epochs, "step": run.step,
-              "train_loss": result.loss_sum / result.seen, "train_acc": result.correct / result.seen,
-              "lr": result.lr, "seconds": result.seconds, "train_seconds": run.train_seconds,
-              "images_per_s": result.seen / result.seconds}
+              "train_loss": result.loss_sum / result.seen,
+              "train_acc": result.correct / result.seen, "lr": result.lr, "seconds": result.seconds,
+              "train_seconds": run.train_seconds, "images_per_s": result.seen / result.seconds}
     if main and (last or epoch % cfg.eval_every == 0):
         if run.val_set is not None:
             v = _event_metrics(run, run.val_set, last)
@@ -333,27 +365,31 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
                           confusion=t["confusion"], samples=t["samples"])
             if t["parts"]:  # a test set of several sources, each scored apart
                 report["test_parts"] = t["parts"]
-    run.history.append({k: v for k, v in report.items() if k not in ("confusion", "samples", "type")})
+    run.history.append({k: v for k, v in report.items()
+                        if k not in ("confusion", "samples", "type")})
     if main and last:
         # Calibrate on held-out data when there is some, else on (unaugmented) training images.
-        calib = run.val_set if run.val_set is not None else run.train_set.subset(
-            torch.randperm(len(run.train_set), generator=torch.Generator().manual_seed(cfg.seed))[:10_000])
-        run.meta["temperature"] = report["temperature"] = fit_temperature(run.model, calib, **tta_options(run.meta),
-                                                                          device=run.device)
-        # "None of my classes" below the score UNSURE_PASS of held-out images reach; without a validation split,
-        # of training images seen through the training augmentation (views the model did not learn).
+        calib = run.val_set
+        if calib is None:
+            g = torch.Generator().manual_seed(cfg.seed)
+            calib = run.train_set.subset(torch.randperm(len(run.train_set), generator=g)[:10_000])
+        run.meta["temperature"] = report["temperature"] = fit_temperature(
+            run.model, calib, **tta_options(run.meta), device=run.device)
+        # "None of my classes" below the score UNSURE_PASS of held-out images reach; without a
+        # validation split, of training images seen through the training augmentation (views the
+        # model did not learn).
         run.meta["unsure_threshold"] = report["unsure_threshold"] = fit_unsure_threshold(
             run.model, calib, run.meta["temperature"], **tta_options(run.meta), device=run.device,
             augment=run.val_set is None, seed=cfg.seed)
     if cfg.out and main:
-        metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds", "test_parts",
-                                          "val_parts")
-                   if k in report}
+        metrics = {k: report[k] for k in ("val_acc", "test_acc", "per_class", "train_seconds",
+                                          "test_parts", "val_parts") if k in report}
         train_state = {"optimizer": run.optimizer.state_dict(), "epoch": epoch, "step": run.step,
                        "train_seconds": run.train_seconds,
                        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {}}
-        ckpt.save_checkpoint(cfg.out, {**run.meta, "metrics": metrics, "history": run.history, "epoch": epoch},
-                             run.model.state_dict(), None if last else train_state)
+        ckpt.save_checkpoint(cfg.out, {**run.meta, "metrics": metrics, "history": run.history,
+                                       "epoch": epoch}, run.model.state_dict(),
+                             None if last else train_state)
     if cfg.out:
         report["checkpoint"] = str(cfg.out)
         run.latest = (str(cfg.out), not last)
@@ -364,26 +400,30 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
 def start_event(run: Run) -> dict:
     return {"type": "start", "config": asdict(run.cfg), "device": str(run.device),
             "amp": str(run.amp_dtype) if run.use_amp else None, "train_size": len(run.train_set),
-            "val_size": len(run.val_set) if run.val_set else 0, "test_size": len(run.test_set) if run.test_set else 0,
-            "classes": run.train_set.classes, "parameters": run.parameters, "steps_per_epoch": run.steps_per_epoch,
-            "total_steps": run.total_steps, "start_epoch": run.start_epoch, "processes": run.world.size,
-            "backend": run.world.backend}
+            "val_size": len(run.val_set) if run.val_set else 0,
+            "test_size": len(run.test_set) if run.test_set else 0, "classes": run.train_set.classes,
+            "parameters": run.parameters, "steps_per_epoch": run.steps_per_epoch,
+            "total_steps": run.total_steps, "start_epoch": run.start_epoch,
+            "processes": run.world.size, "backend": run.world.backend}
 
 
 def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
     """Train as configured, yielding events:
 
     - {"type": "start", ...}: resolved config, dataset sizes, device, parameter count;
-    - {"type": "progress", "epoch", "step", "steps", "batch", "batches", "loss" (the batch's), "train_loss" and
-       "train_acc" (running, over the epoch so far), "images_per_s", "eta_s"} a few times an epoch;
+    - {"type": "progress", "epoch", "step", "steps", "batch", "batches", "loss" (the batch's),
+       "train_loss" and "train_acc" (running, over the epoch so far), "images_per_s", "eta_s"} a
+       few times an epoch;
     - {"type": "epoch", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr",
-       "seconds", "train_seconds", "images_per_s", "checkpoint", "per_class", "confusion", "samples"};
-    - {"type": "end", "stopped": bool, "checkpoint", "resumable", ...the last epoch report...}: "checkpoint" is the
-      file holding the latest state (this run's, or the resumed one if no epoch finished), "resumable" whether it
-      keeps the optimizer state (every epoch's checkpoint but the final one's).
+       "seconds", "train_seconds", "images_per_s", "checkpoint", "per_class", "confusion",
+       "samples"};
+    - {"type": "end", "stopped": bool, "checkpoint", "resumable", ...the last epoch report...}:
+       "checkpoint" is the file holding the latest state (this run's, or the resumed one if no
+       epoch finished), "resumable" whether it keeps the optimizer state (every epoch's checkpoint
+       but the final one's).
 
-    `should_stop` is polled between batches; when it returns True the epoch in progress is abandoned and the last
-    completed epoch's checkpoint stays on disk.
+    `should_stop` is polled between batches; when it returns True the epoch in progress is abandoned
+    and the last completed epoch's checkpoint stays on disk.
     """
     run = build_run(cfg)
     if run.cfg.resume:
@@ -411,22 +451,25 @@ def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> 
     yield end
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # CLI
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.train", description="Train a TinyVision model.")
+    p = argparse.ArgumentParser(prog="python -m core.train",
+                                description="Train a TinyVision model.")
     add_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
     return p
 
 
 def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (torchrun's stop, a job scheduler's) ends the run as Ctrl-C does
+    # SIGTERM (torchrun's stop, a job scheduler's) ends the run as Ctrl-C does
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; under torchrun, one process of a distributed run (core.distributed), of which rank 0 prints."""
+    """The CLI; under torchrun, one process of a distributed run (core.distributed), of which rank 0
+    prints."""
     from tqdm import tqdm
 
     args = _parser().parse_args(argv)
@@ -445,10 +488,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(start_line(event), file=sys.stderr)
             elif kind == "progress":
                 if bar is None:
-                    bar = tqdm(total=event["batches"], desc=f"epoch {event['epoch']}/{event['epochs']}",
-                               unit="batch", file=sys.stderr, leave=False)
+                    bar = tqdm(total=event["batches"],
+                               desc=f"epoch {event['epoch']}/{event['epochs']}", unit="batch",
+                               file=sys.stderr, leave=False)
                 bar.n = event["batch"]
-                bar.set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.0f}", refresh=False)
+                bar.set_postfix(loss=f"{event['loss']:.3f}", img_s=f"{event['images_per_s']:.0f}",
+                                refresh=False)
                 bar.refresh()
             elif kind == "epoch":
                 if bar is not None:
@@ -460,10 +505,11 @@ def main(argv: list[str] | None = None) -> int:
         if bar is not None:
             bar.close()
     except (D.DataError, ckpt.CheckpointError, ValueError, FloatingPointError, RuntimeError) as exc:
-        # Under torchrun, a failing rank says so (a peer that died shows here as a closed connection).
+        # Under torchrun, a failing rank says so (a peer that died shows here as a closed
+        # connection).
         rank = f"rank {world.rank}: " if world.size > 1 else ""
-        print(f"error: {rank}{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-              file=sys.stderr)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {rank}{reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if world.main:
@@ -484,19 +530,23 @@ def summarize(event: dict) -> dict:
 def start_line(e: dict) -> str:
     """The log line for a start event (CLI and web app)."""
     c = e["config"]
-    processes = f" x {e['processes']} processes ({e['backend']})" if e.get("processes", 1) > 1 else ""
-    return (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, {e['test_size']} test) "
-            f"| {e['parameters']:,} parameters | device {e['device']}{' amp ' + e['amp'] if e['amp'] else ''}"
-            f"{processes} | {c['optimizer']} lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
+    processes = f" x {e['processes']} processes ({e['backend']})" if e.get("processes",
+                                                                           1) > 1 else ""
+    return (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, "
+            f"{e['test_size']} test) | {e['parameters']:,} parameters | device "
+            f"{e['device']}{' amp ' + e['amp'] if e['amp'] else ''}{processes} | {c['optimizer']} "
+            f"lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
 
 
 def epoch_line(e: dict) -> str:
     """The log line for an epoch report (CLI and web app)."""
-    parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}", f"train_acc {e['train_acc']:.4f}"]
+    parts = [f"epoch {e['epoch']}/{e['epochs']}", f"loss {e['train_loss']:.4f}",
+             f"train_acc {e['train_acc']:.4f}"]
     def by_part(key: str) -> str:  # a set of several sources: each one's accuracy too
         return "".join(f" {name} {acc:.4f}" for name, acc in e.get(key, {}).items())
     if "val_acc" in e:
-        parts.append(f"val_loss {e['val_loss']:.4f} val_acc {e['val_acc']:.4f}{by_part('val_parts')}")
+        parts.append(f"val_loss {e['val_loss']:.4f} val_acc "
+                     f"{e['val_acc']:.4f}{by_part('val_parts')}")
     if "test_acc" in e:
         parts.append(f"test_acc {e['test_acc']:.4f}{by_part('test_parts')}")
     parts.append(f"lr {e['lr']:.4g} | {e['seconds']:.1f}s {e['images_per_s']:.0f} img/s")

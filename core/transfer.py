@@ -1,11 +1,11 @@
 """Transfer learning: a new classifier that starts from a trained checkpoint's features.
 
-    python -m core.train --dataset imagefolder --data-root DIR --init-from checkpoints/handwriting-digitnet.pt \
-        --freeze-backbone
+    python -m core.train --dataset imagefolder --data-root DIR \
+        --init-from checkpoints/handwriting-digitnet.pt --freeze-backbone
 
-The new net has the checkpoint's architecture and input (channels, size, normalisation) and a fresh output layer
-for the new classes; everything before that layer is copied (`core.models.transfer_weights`). A checkpoint that
-holds an ensemble gives its first member.
+The new net has the checkpoint's architecture and input (channels, size, normalisation) and a fresh
+output layer for the new classes; everything before that layer is copied
+(`core.models.transfer_weights`). A checkpoint that holds an ensemble gives its first member.
 """
 from __future__ import annotations
 
@@ -35,17 +35,20 @@ class Source:
         """Refuse another architecture than the checkpoint's, saying which one fits."""
         if model != self.model or (model_kwargs and dict(model_kwargs) != self.model_kwargs):
             kwargs = f" with model kwargs {self.model_kwargs}" if self.model_kwargs else ""
-            raise ValueError(f"{self.path.name} holds a {self.model}{kwargs}; train that model to start from it "
-                             f"(leave the model out to take it), or pick a checkpoint of a {model}")
+            raise ValueError(f"{self.path.name} holds a {self.model}{kwargs}; train that model to "
+                             "start from it (leave the model out to take it), or pick a "
+                             f"checkpoint of a {model}")
 
     def check_input(self, shape: tuple[int, int, int]) -> None:
-        """Refuse data whose images do not have the checkpoint's input shape, saying what would fit."""
+        """Refuse data whose images do not have the checkpoint's input shape, saying what would
+        fit."""
         c, size, _ = self.input_shape
         if tuple(shape) != self.input_shape:
             got = "x".join(map(str, shape))
-            raise ValueError(f"{self.path.name} takes {c}x{size}x{size} images but this data is {got}: read the "
-                             f"images as {c} channel(s) of {size}x{size} (--channels {c} --image-size {size}), or "
-                             f"start from a checkpoint trained on {got} images")
+            raise ValueError(f"{self.path.name} takes {c}x{size}x{size} images but this data is "
+                             f"{got}: read the images as {c} channel(s) of {size}x{size} "
+                             f"(--channels {c} --image-size {size}), or start from a checkpoint "
+                             f"trained on {got} images")
 
 
 def load_source(path: str | Path) -> Source:
@@ -54,5 +57,6 @@ def load_source(path: str | Path) -> Source:
     net = ckpt.build_from_checkpoint(payload)
     if isinstance(net, models.Ensemble):
         net = net.members[0]
-    return Source(Path(path), payload["model"], dict(payload["model_kwargs"]), tuple(payload["input_shape"]),
-                  tuple(payload["classes"]), tuple(payload["mean"]), tuple(payload["std"]), net)
+    return Source(Path(path), payload["model"], dict(payload["model_kwargs"]),
+                  tuple(payload["input_shape"]), tuple(payload["classes"]), tuple(payload["mean"]),
+                  tuple(payload["std"]), net)

@@ -1,8 +1,10 @@
-"""Pen-stroke digits in UNIPEN format, as UCI's "Pen-Based Recognition of Handwritten Digits" files hold them.
+"""Pen-stroke digits in UNIPEN format, as UCI's "Pen-Based Recognition of Handwritten Digits" files
+hold them.
 
-A digit is `.SEGMENT DIGIT <n> ? "<label>"`, then `.COMMENT <label> <writer> <n>`, then one or more strokes, each
-`.PEN_DOWN`, one `x y` line per point, `.PEN_UP`. Coordinates are tablet units in a 500x500 box, y pointing up.
-`parse` returns the digits as dicts {"label", "writer", "strokes"}, the form core.strokes draws.
+A digit is `.SEGMENT DIGIT <n> ? "<label>"`, then `.COMMENT <label> <writer> <n>`, then one or more
+strokes, each `.PEN_DOWN`, one `x y` line per point, `.PEN_UP`. Coordinates are tablet units in a
+500x500 box, y pointing up. `parse` returns the digits as dicts {"label", "writer", "strokes"}, the
+form core.strokes draws.
 """
 from __future__ import annotations
 

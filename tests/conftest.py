@@ -1,8 +1,8 @@
 """Shared fixtures: real data comes from TINYVISION_DATA (CI points it at its data folder).
 
 Markers: `browser` (drives headless Chromium) and `slow` (trains or replays for a minute or more);
-`python -m pytest -m "not browser and not slow"` is the quick run. Outside CI a browser test is skipped, saying why,
-when Chromium or Playwright is missing; in CI (CI=true) that is a failure.
+`python -m pytest -m "not browser and not slow"` is the quick run. Outside CI a browser test is
+skipped, saying why, when Chromium or Playwright is missing; in CI (CI=true) that is a failure.
 """
 import atexit
 import importlib.util
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-# Each test process (each worker of a parallel run) has its own Gradio file cache and training-runs folder, and so
-# do the apps it starts: Gradio names a cached file by its content, and an app of one worker rewrote such a file
-# while an app of the other was serving it ("Too little data for declared Content-Length").
+# Each test process (each worker of a parallel run) has its own Gradio file cache and training-runs
+# folder, and so do the apps it starts: Gradio names a cached file by its content, and an app of one
+# worker rewrote such a file while an app of the other was serving it ("Too little data for declared
+# Content-Length").
 _PROCESS_TMP = Path(tempfile.mkdtemp(prefix="tinyvision-tests-"))
 atexit.register(shutil.rmtree, _PROCESS_TMP, ignore_errors=True)
 os.environ.setdefault("GRADIO_TEMP_DIR", str(_PROCESS_TMP / "gradio"))
@@ -39,14 +40,16 @@ def browser_missing() -> str | None:
     return None
 
 
-# The longest test files, longest first. They are collected before the others, so that the README's parallel run
-# (`pytest -n 2 --dist loadfile --no-loadscope-reorder`) starts them at once instead of ending on them.
+# The longest test files, longest first. They are collected before the others, so that the README's
+# parallel run (`pytest -n 2 --dist loadfile --no-loadscope-reorder`) starts them at once instead of
+# ending on them.
 LONGEST_FILES = ("test_browser_app.py", "test_browser_own_classes.py", "test_browser_train.py")
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+    # Stable: each file keeps its own order
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def pytest_runtest_setup(item):
@@ -69,8 +72,8 @@ def data_root() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    # One cache per test run: real decodes are shared, nothing is written to the user's home. Parallel workers
-    # (pytest -n) share their run's folder; the cache writes atomically.
+    # One cache per test run: real decodes are shared, nothing is written to the user's home.
+    # Parallel workers (pytest -n) share their run's folder; the cache writes atomically.
     base = tmp_path_factory.getbasetemp()
     run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     monkeypatch.setenv("TINYVISION_CACHE", str(run / "cache"))

@@ -1,4 +1,5 @@
-"""The predictor tabs' answers on real inputs, and the app's API through gradio_client against a live local server."""
+"""The predictor tabs' answers on real inputs, and the app's API through gradio_client against a
+live local server."""
 from __future__ import annotations
 
 import numpy as np
@@ -66,10 +67,11 @@ def test_predict_digit_on_real_pen_digits_in_any_canvas_style(answers, pen, styl
     size, ink, background = SKETCH_STYLES[style]
     correct = 0
     for d in pen:
-        label, seen, status = answers.predict_digit({"composite": _canvas(d, size, ink, background), "layers": []},
-                                                   "mnist-digitnet")
+        label, seen, status = answers.predict_digit({"composite": _canvas(d, size, ink, background),
+                                                     "layers": []}, "mnist-digitnet")
         assert set(label) <= set("0123456789") and len(label) == 3
-        # The top 3 of ten probabilities: each in [0, 1], most likely first, together at most the whole.
+        # The top 3 of ten probabilities: each in [0, 1], most likely first, together at most the
+        # whole.
         probs = list(label.values())
         assert all(0 <= p <= 1 for p in probs) and probs == sorted(probs, reverse=True)
         assert 0.5 < sum(probs) <= 1 + 1e-6
@@ -85,8 +87,10 @@ def test_sketch_from_layers_only_is_read(answers, pen):
     assert max(label, key=label.get) == str(pen[0]["label"])
 
 
-@pytest.mark.parametrize("sketch", [None, {"composite": np.full((400, 400, 3), 255, np.uint8), "layers": []},
-                                    {"composite": np.zeros((300, 500, 4), np.uint8), "layers": []}])
+@pytest.mark.parametrize("sketch", [None, {"composite": np.full((400, 400, 3), 255, np.uint8),
+                                           "layers": []}, {"composite": np.zeros((300, 500, 4),
+                                                                                 np.uint8),
+                                                           "layers": []}])
 def test_empty_canvas_asks_for_a_digit(answers, sketch):
     assert answers.predict_digit(sketch) == (None, None, EMPTY_SKETCH)
 
@@ -107,15 +111,13 @@ def _save(image: Image.Image, path, **kwargs):
 
 def test_classify_real_photos_in_many_modes(answers, tmp_path):
     cat = Image.open(CAT)
-    inputs = {
-        "jpeg": str(CAT),
-        "rgba png": str(HORSE),
-        "grey": _save(cat.convert("L"), tmp_path / "grey.png"),
-        "16-bit": _save(Image.fromarray(np.asarray(cat.convert("L"), np.uint16) * 257), tmp_path / "16.png"),
-        "palette": _save(cat.convert("P"), tmp_path / "pal.png"),
-        "cmyk": _save(cat.convert("CMYK"), tmp_path / "cmyk.jpg"),
-        "gradio payload": {"path": str(CAT), "orig_name": "cat.jpg"},
-    }
+    inputs = {"jpeg": str(CAT), "rgba png": str(HORSE), "grey": _save(cat.convert("L"),
+                                                                      tmp_path / "grey.png"),
+              "16-bit": _save(Image.fromarray(np.asarray(cat.convert("L"), np.uint16) * 257),
+                              tmp_path / "16.png"), "palette": _save(cat.convert("P"),
+                                                                     tmp_path / "pal.png"),
+              "cmyk": _save(cat.convert("CMYK"), tmp_path / "cmyk.jpg"),
+              "gradio payload": {"path": str(CAT), "orig_name": "cat.jpg"},}
     for name, value in inputs.items():
         label, seen, status = answers.classify_image(value)
         assert set(label) <= CIFAR_CLASSES and len(label) == 5, name
@@ -149,7 +151,7 @@ def test_bad_photos_are_clear_input_errors(answers, tmp_path):
         answers.classify_image(12345)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # The API through gradio_client
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,8 @@ def test_api_lists_both_endpoints(client):
 
 def test_api_predict_digit_on_a_real_pen_digit(client, pen, tmp_path):
     d = pen[1]
-    label, seen, status = client.predict(_sketch_payload(_canvas(d, 400, (0, 0, 0), (255, 255, 255)),
+    label, seen, status = client.predict(_sketch_payload(_canvas(d, 400, (0, 0, 0), (255, 255,
+                                                                                     255)),
                                                          tmp_path / "d.png"), "mnist-digitnet",
                                          api_name="/predict_digit")
     assert label["label"] == str(d["label"])
@@ -193,8 +196,9 @@ def test_api_classify_image(client):
 
 
 def test_api_same_photo_from_many_clients_at_once_gets_whole_images(client):
-    """Identical answers must not share one cache file that every request rewrites (a download that read it while
-    another request truncated it got an empty body): each answer's image is its own file, complete."""
+    """Identical answers must not share one cache file that every request rewrites (a download that
+    read it while another request truncated it got an empty body): each answer's image is its own
+    file, complete."""
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import handle_file
@@ -223,11 +227,19 @@ def test_api_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client, tmp_p
     cases = [
         ((handle_file(str(text)), None), "/classify_image", "not an image"),
         ((handle_file(tiny), None), "/classify_image", "1x1"),
-        ((handle_file(str(CAT)), "../../etc/passwd"), "/classify_image", "unknown model|not in the list of choices"),
+        (
+            (handle_file(str(CAT)), "../../etc/passwd"),
+            "/classify_image",
+            "unknown model|not in the list of choices",
+        ),
         ((None, "no-such-model"), "/predict_digit", "unknown model|not in the list of choices"),
         (("a string, not an image", None), "/classify_image", "^expected an uploaded image file"),
         ((12345, None), "/predict_digit", "^expected an uploaded image file"),
-        (({"composite": 5, "layers": "x"}, None), "/predict_digit", "^expected an uploaded image file"),
+        (
+            ({"composite": 5, "layers": "x"}, None),
+            "/predict_digit",
+            "^expected an uploaded image file",
+        ),
     ]
     for args, api, message in cases:
         with pytest.raises(AppError, match=message) as info:
@@ -240,10 +252,10 @@ def test_api_bad_inputs_are_clear_errors_and_the_app_keeps_serving(client, tmp_p
     assert label["label"] in CIFAR_CLASSES
 
 
-def test_api_an_unexpected_error_is_generic_for_the_caller_and_logged_in_full(client, served_shelf, monkeypatch,
-                                                                             caplog):
-    """Only messages written for users reach them: a server error's text (here naming a server path) stays in the
-    log, with its traceback, and the caller gets the generic message."""
+def test_api_an_unexpected_error_is_generic_for_the_caller_and_logged_in_full(client, served_shelf,
+                                                                              monkeypatch, caplog):
+    """Only messages written for users reach them: a server error's text (here naming a server path)
+    stays in the log, with its traceback, and the caller gets the generic message."""
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 

@@ -1,9 +1,10 @@
 """The app in a real browser: pen digits drawn on the sketchpad, a photo uploaded.
 
-Recorded pen trajectories (TINYVISION_PEN_DIGITS, evaluation only) are drawn on the page's canvas, and the label
-the page shows is read: one digit twice with Playwright's mouse (before and after Clear), then 103 digits as the
-pointer events of mouse drags (bench/browser_pen.py, also `python -m bench.browser_pen`). A photo and a broken file
-are uploaded. Screenshots and the replay's summary go to test-artifacts/.
+Recorded pen trajectories (TINYVISION_PEN_DIGITS, evaluation only) are drawn on the page's canvas,
+and the label the page shows is read: one digit twice with Playwright's mouse (before and after
+Clear), then 103 digits as the pointer events of mouse drags (bench/browser_pen.py, also `python -m
+bench.browser_pen`). A photo and a broken file are uploaded. Screenshots and the replay's summary go
+to test-artifacts/.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def page():
 
 
 def _clear_digit():
-    """A one-stroke pen 3 that the shipped model reads confidently when drawn as the mouse will draw it."""
+    """A one-stroke pen 3 that the shipped model reads confidently when drawn as the mouse will draw
+    it."""
     predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
     for d in pendigits.load(PEN_DIGITS):
         if d["label"] == 3 and len(d["strokes"]) == 1:
@@ -69,7 +71,8 @@ def test_real_mouse_drag_draws_a_digit(page):
     page.screenshot(path=str(ARTIFACTS / "draw-mouse-3.png"))
     clear_sketch(page, network)
     assert "Draw a digit" in page.inner_text("#digit-status")
-    assert page.locator("#sketch [data-testid='status-tracker']:not(.hide)").count() == 0  # no editor reload
+    # No editor reload
+    assert page.locator("#sketch [data-testid='status-tracker']:not(.hide)").count() == 0
     # Drawing right after Clear works: the brush is still picked and no stroke is lost.
     drag(page, strokes, canvas_geometry(page))
     assert settled_label(page, "#digit-label", network, quiet=1.5) == "3"
@@ -77,8 +80,9 @@ def test_real_mouse_drag_draws_a_digit(page):
 
 
 def test_the_page_draws_strokes_as_core_renders_them(page):
-    """Training data is drawn by core.strokes as the page's canvas draws: one pen digit replayed on the page, the
-    28x28 the model saw there, against core's rendering of the same strokes through the same preprocessing."""
+    """Training data is drawn by core.strokes as the page's canvas draws: one pen digit replayed on
+    the page, the 28x28 the model saw there, against core's rendering of the same strokes through
+    the same preprocessing."""
     digit = pendigits.load(PEN_DIGITS)[5]
     strokes = layout_strokes(digit["strokes"], CANVAS, "big")
     network = Network(page)
@@ -98,13 +102,15 @@ def test_the_page_draws_strokes_as_core_renders_them(page):
 
 @pytest.mark.slow
 def test_replay_of_103_pen_digits(page):
-    """Every 17th recorded digit, alternately as recorded (small, off-centre) and big, Clear between digits."""
+    """Every 17th recorded digit, alternately as recorded (small, off-centre) and big, Clear between
+    digits."""
     summary = replay(page, pendigits.load(PEN_DIGITS)[::17])
     (ARTIFACTS / "browser-pen-digits.json").write_text(json.dumps(summary, indent=1))
     print(f"browser replay: {summary['correct']}/{summary['digits']} = {summary['accuracy']:.1%}")
     assert summary["digits"] == 103
     assert summary["accuracy"] >= 0.95, summary["errors"]
-    # A digit is drawn again on a reloaded page only if the editor lost its strokes; that must stay rare.
+    # A digit is drawn again on a reloaded page only if the editor lost its strokes; that must stay
+    # rare.
     assert len(summary["redrawn_after_reload"]) <= 2, summary
 
 

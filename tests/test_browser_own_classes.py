@@ -1,8 +1,10 @@
-"""The Your classes tab in a real headless Chromium: two sketch classes drawn with the mouse, trained, then read.
+"""The Your classes tab in a real headless Chromium: two sketch classes drawn with the mouse,
+trained, then read.
 
-A visitor adds "circle" and "cross", draws each three times with the mouse (Playwright's real pointer), trains from
-the shipped digit model, draws one of each on the tab's try-it pad and reads the right label off the page
-(bench/browser_own.py), then downloads the model as ONNX. A screenshot goes to test-artifacts/own-tab.png.
+A visitor adds "circle" and "cross", draws each three times with the mouse (Playwright's real
+pointer), trains from the shipped digit model, draws one of each on the tab's try-it pad and reads
+the right label off the page (bench/browser_own.py), then downloads the model as ONNX. A screenshot
+goes to test-artifacts/own-tab.png.
 """
 import json
 import re

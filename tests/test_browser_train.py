@@ -1,7 +1,8 @@
-"""The Train tab in a real headless Chromium: train, watch it stream, stop, download, use the model elsewhere.
+"""The Train tab in a real headless Chromium: train, watch it stream, stop, download, use the model
+elsewhere.
 
-The app runs as `python app.py` in a subprocess, exactly as a visitor's server would. A screenshot of the tab goes to
-test-artifacts/train-tab.png.
+The app runs as `python app.py` in a subprocess, exactly as a visitor's server would. A screenshot
+of the tab goes to test-artifacts/train-tab.png.
 """
 import re
 import time
@@ -14,7 +15,8 @@ from bench.serving import ARTIFACTS, api_client, chromium, running_app
 from core import checkpoint as ckpt
 
 pytestmark = pytest.mark.browser
-SCREENSHOT = ARTIFACTS / "train-tab.png"  # copied to docs/train-tab.png for the README by hand, not by tests
+# Copied to docs/train-tab.png for the README by hand, not by tests
+SCREENSHOT = ARTIFACTS / "train-tab.png"
 
 
 @pytest.fixture
@@ -32,8 +34,9 @@ def _predict_digit(url: str, workdir: Path) -> str:
 def _set_number(page, selector: str, value: str) -> None:
     """Type into one of the Train form's number boxes and make sure the value stays.
 
-    On a slow machine a box that has just been shown (the Budget accordion opening) can still be given its initial
-    value after the first keystrokes, so the value is read back after a pause and typed again if it was lost.
+    On a slow machine a box that has just been shown (the Budget accordion opening) can still be
+    given its initial value after the first keystrokes, so the value is read back after a pause and
+    typed again if it was lost.
     """
     box = page.locator(selector)
     for _ in range(5):
@@ -42,7 +45,8 @@ def _set_number(page, selector: str, value: str) -> None:
         page.wait_for_timeout(500)
         if box.input_value() == value:
             return
-    raise AssertionError(f"{selector} would not keep the value {value}: it shows {box.input_value()!r}")
+    raise AssertionError(f"{selector} would not keep the value {value}: it shows "
+                         f"{box.input_value()!r}")
 
 
 def test_train_tab_streams_stops_downloads_and_offers_the_model(server, tmp_path):
@@ -62,14 +66,16 @@ def test_train_tab_streams_stops_downloads_and_offers_the_model(server, tmp_path
         expect(page.locator("#train-lr input")).to_have_value("0.2")
         expect(page.locator("#train-dataset input")).to_have_value("MNIST (digits)")
 
-        # Short epochs (512 images, 2 steps) and a step budget, so the run streams several epochs quickly.
+        # Short epochs (512 images, 2 steps) and a step budget, so the run streams several epochs
+        # quickly.
         _set_number(page, "#train-epochs input[type=number]", "40")
         page.locator("#train-budget button.label-wrap").click()
         _set_number(page, "#train-max-images input", "512")
         _set_number(page, "#train-max-steps input", "80")
         page.locator("#train-start").click()
         # The run really has the short epochs and the epoch count typed.
-        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\(512 train, .* epochs 40\b"),
+        expect(page.locator("#train-log textarea")).to_have_value(re.compile(r"\(512 train, .* "
+                                                                             r"epochs 40\b"),
                                                                   timeout=120_000)
 
         seen = {"curves": set(), "samples": set()}

@@ -1,5 +1,6 @@
-"""The dataset registry: every spec, a tiny synthetic round trip of each loader, the real data on the data folder,
-the pen-digit files (UNIPEN text, .Z archives, downloads), and the input kind a checkpoint carries."""
+"""The dataset registry: every spec, a tiny synthetic round trip of each loader, the real data on
+the data folder, the pen-digit files (UNIPEN text, .Z archives, downloads), and the input kind a
+checkpoint carries."""
 from __future__ import annotations
 
 import io
@@ -35,14 +36,17 @@ SAMPLE_Z = ROOT / "tests" / "fixtures" / "unipen-sample.tra.Z"
 def _write_idx(folder, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     n, h, w = images.shape
-    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.tobytes())
-    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h,
+                                                                     w) + images.tobytes())
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049,
+                                                                     n) + labels.tobytes())
 
 
 def _idx_root(tmp_path, folder: str, n: int = 20):
     rng = np.random.default_rng(0)
     for prefix in ("train", "t10k"):
-        _write_idx(tmp_path / folder / "raw", prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        _write_idx(tmp_path / folder / "raw", prefix, rng.integers(0, 256, (n, 28, 28),
+                                                                   dtype=np.uint8),
                    (np.arange(n) % 10).astype(np.uint8))
     return tmp_path
 
@@ -57,11 +61,13 @@ def _folder_root(tmp_path, classes=("a", "b"), n=5, size=12, mode="RGB"):
     for c in classes:
         (tmp_path / c).mkdir(parents=True)
         for i in range(n):
-            Image.new(mode, (size, size), (i * 40,) * (3 if mode == "RGB" else 1)).save(tmp_path / c / f"{i}.png")
+            Image.new(mode, (size, size), (i * 40,) * (3 if mode == "RGB" else 1)).save(
+                tmp_path / c / f"{i}.png"
+            )
     return tmp_path
 
 
-# -- the registry -----------------------------------------------------------------------------------------------
+# -- the registry ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", DS.list_datasets())
 def test_every_spec_is_complete_and_consistent(name):
@@ -69,13 +75,19 @@ def test_every_spec_is_complete_and_consistent(name):
     assert spec.name == name and spec.label and spec.source and spec.licence
     assert spec.kind in INPUT_KINDS or (spec.kind is None and spec.folder)
     for channels in (1, 3):
-        assert spec.kind_for(channels) in INPUT_KINDS and spec.augment_for(channels) in AUGMENTATIONS
+        assert (
+            spec.kind_for(channels) in INPUT_KINDS and spec.augment_for(channels) in AUGMENTATIONS
+        )
         assert isinstance(spec.tta_flip_for(channels), bool)
         assert kinds.get_kind(spec.kind_for(channels)).fast_model in models.list_models()
         for model in models.list_models():
             assert models.default_recipe(model, spec.kind_for(channels))["epochs"] >= 1
     if spec.channels is not None:
-        assert len(spec.mean) == len(spec.std) == spec.channels and spec.size and len(spec.classes) >= 2
+        assert (
+            len(spec.mean) == len(spec.std) == spec.channels
+            and spec.size
+            and len(spec.classes) >= 2
+        )
     assert all(0 < s for s in spec.std)
 
 
@@ -84,19 +96,21 @@ def test_a_taken_or_inconsistent_dataset_is_refused():
     with pytest.raises(ValueError, match="registered already"):
         DS.register(spec)
     with pytest.raises(ValueError, match="kind must be"):
-        DS.register(DS.DatasetSpec("x-new", "X", spec.loader, "sound", 1, 28, None, (0.5,), (0.2,), "here", "none"))
+        DS.register(DS.DatasetSpec("x-new", "X", spec.loader, "sound", 1, 28, None, (0.5,), (0.2,),
+                                   "here", "none"))
     with pytest.raises(ValueError, match="unknown dataset"):
         DS.get_dataset_spec("imagenet")
     assert "x-new" not in DS.list_datasets()
 
 
-# -- tiny synthetic round trips -----------------------------------------------------------------------------------
+# -- tiny synthetic round trips -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
 def test_idx_datasets_round_trip(tmp_path, name, folder):
     root = _idx_root(tmp_path, folder)
     data = DS.load_dataset(name, "train", root=root, download=False)
-    raw = np.frombuffer((root / folder / "raw" / "train-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    raw = np.frombuffer((root / folder / "raw" / "train-images-idx3-ubyte").read_bytes()[16:],
+                        np.uint8)
     assert data.images.shape == (20, 1, 28, 28) and data.images.dtype == torch.uint8
     assert torch.equal(data.images.flatten(), torch.from_numpy(raw.copy()))
     assert data.labels.tolist() == [i % 10 for i in range(20)]
@@ -105,18 +119,22 @@ def test_idx_datasets_round_trip(tmp_path, name, folder):
 
 
 def test_fashion_is_greyscale_with_its_own_augmentation_and_recipe(tmp_path):
-    data = DS.load_dataset("fashion-mnist", "test", root=_idx_root(tmp_path, "FashionMNIST"), download=False)
+    data = DS.load_dataset("fashion-mnist", "test", root=_idx_root(tmp_path, "FashionMNIST"),
+                           download=False)
     digits = DS.load_dataset("mnist", "test", root=_idx_root(tmp_path, "MNIST"), download=False)
     assert (data.kind, data.augment, data.tta_flip) == ("greyscale", "shift-flip", True)
     assert (digits.kind, digits.augment, digits.tta_flip) == ("sketch", "digits", False)
-    assert models.default_recipe("digitnet", "greyscale") != models.default_recipe("digitnet", "sketch")
+    assert models.default_recipe("digitnet", "greyscale") != models.default_recipe("digitnet",
+                                                                                   "sketch")
 
 
 def test_cifar_jpeg_folder_round_trip(tmp_path):
     for split in ("train", "test"):
         for c in DS.CIFAR10_CLASSES:
             (tmp_path / "cifar10-jpeg" / split / c).mkdir(parents=True)
-            Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "cifar10-jpeg" / split / c / "0000.jpg")
+            Image.new("RGB", (32, 32), (200, 10, 10)).save(
+                tmp_path / "cifar10-jpeg" / split / c / "0000.jpg"
+            )
     data = DS.load_dataset("cifar10", "test", root=tmp_path, download=False)
     assert data.images.shape == (10, 3, 32, 32) and data.labels.tolist() == list(range(10))
     assert (data.kind, data.augment) == ("photo", "photos")
@@ -126,8 +144,10 @@ def test_cifar_jpeg_folder_round_trip(tmp_path):
 def test_image_folder_kind_follows_its_channels(tmp_path, channels, kind):
     root = _folder_root(tmp_path, mode="L" if channels == 1 else "RGB")
     data = DS.load_dataset("imagefolder", "train", root=root, image_size=16, channels=channels)
-    assert data.input_shape == (channels, 16, 16) and data.kind == kind and len(data.mean) == channels
-    assert data.tta_flip is (kind == "photo")  # a folder's classes may be mirror images of each other
+    assert data.input_shape == (channels, 16,
+                                16) and data.kind == kind and len(data.mean) == channels
+    # A folder's classes may be mirror images of each other
+    assert data.tta_flip is (kind == "photo")
 
 
 def test_pendigits_round_trip_renders_like_the_sketchpad_with_whole_writers_held_out(tmp_path):
@@ -135,11 +155,17 @@ def test_pendigits_round_trip_renders_like_the_sketchpad_with_whole_writers_held
     train = DS.load_dataset("pendigits", "train", root=root, download=False)
     test = DS.load_dataset("pendigits", "test", root=root, download=False)
     r = pens.PENDIGITS_RENDERS
-    assert len(train) + len(test) == 50 * r and len(test) == 10 * r  # 5 writers: one held out, whole
-    assert train.images.shape[1:] == (1, 28, 28) and (train.images.flatten(1).amax(1) > 64).all()  # ink in every one
+    # 5 writers: one held out, whole
+    assert len(train) + len(test) == 50 * r and len(test) == 10 * r
+    # Ink in every one
+    assert train.images.shape[1:] == (1, 28, 28) and (train.images.flatten(1).amax(1) > 64).all()
     digits = parse(synthetic_unipen())
     labels = {w: [d["label"] for d in digits if d["writer"] == w] for w in range(1, 6)}
-    held_out = [w for w, ls in labels.items() if sorted(np.repeat(ls, r).tolist()) == sorted(test.labels.tolist())]
+    held_out = [
+        w
+        for w, ls in labels.items()
+        if sorted(np.repeat(ls, r).tolist()) == sorted(test.labels.tolist())
+    ]
     assert held_out, "the test split is one writer's digits, every rendering"
     other = DS.load_dataset("pendigits", "test", root=root, download=False, seed=3)
     assert len(other) == len(test)  # another seed may hold out another writer, still whole
@@ -160,7 +186,9 @@ def test_pendigits_test_file_is_used_when_present_and_handwriting_joins_mnist(tm
     assert len(train) == 20 + 50 * r and train.kind == "sketch"
     assert test.parts == {"mnist": (0, 20), "pendigits": (20, 20 + 20 * r)}
     (root / "pendigits" / "pendigits-orig.tes").unlink()
-    assert DS.load_dataset("handwriting", "test", root=root, download=False).parts == {"mnist": (0, 20)}
+    assert DS.load_dataset("handwriting", "test", root=root, download=False).parts == {
+        "mnist": (0, 20)
+    }
 
 
 def test_a_validation_split_of_handwriting_holds_out_whole_writers_and_scores_its_parts(tmp_path):
@@ -174,7 +202,8 @@ def test_a_validation_split_of_handwriting_holds_out_whole_writers_and_scores_it
     assert val.parts == {"mnist": (0, 8), "pendigits": (8, len(val))}
     assert train.parts == {"mnist": (0, 12), "pendigits": (12, len(train))}
     assert bool((val.groups[:8] < 0).all()) and bool((val.groups[8:] >= 0).all())
-    # The pen part of the validation set is every rendering of the held-out writers, and only theirs.
+    # The pen part of the validation set is every rendering of the held-out writers, and only
+    # theirs.
     assert len(val) - 8 == int(torch.isin(data.groups, torch.tensor(sorted(held))).sum())
     assert torch.equal(D.split_train_val(data, 0.4, seed=0)[1].labels, val.labels)
     assert set(D.split_train_val(data, 0.4, seed=1)[1].groups.tolist()) != held | {-1}
@@ -190,20 +219,24 @@ def test_handwriting_can_train_each_epoch_on_some_of_a_digits_renderings(tmp_pat
     assert DS.load_dataset("handwriting", "test", root=root, download=False).items is None
 
 
-def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_renderings_an_epoch(tmp_path,
-                                                                                                 monkeypatch):
+def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_renderings_an_epoch(
+    tmp_path, monkeypatch
+):
     from core.train import TrainConfig, train
     root = _idx_root(_pen_root(tmp_path), "MNIST")
     monkeypatch.setattr(DS, "HANDWRITING_PER_EPOCH", 1)
-    cfg = TrainConfig(dataset="handwriting", model="lenet", epochs=2, batch_size=16, data_root=str(root),
-                      download=False, val_split=0.4, test=False)
+    cfg = TrainConfig(dataset="handwriting", model="lenet", epochs=2, batch_size=16,
+                      data_root=str(root), download=False, val_split=0.4, test=False)
     events = list(train(cfg))
     start, epochs = events[0], [e for e in events if e["type"] == "epoch"]
-    # 12 MNIST images and 3 of the 5 writers' 30 digits train, one rendering of each per epoch: 42 images, 3 batches.
+    # 12 MNIST images and 3 of the 5 writers' 30 digits train, one rendering of each per epoch: 42
+    # images, 3 batches.
     assert start["steps_per_epoch"] == 3 and epochs[-1]["step"] == 6
     assert set(epochs[-1]["val_parts"]) == {"mnist", "pendigits"}
-    # Each held-out writer is scored apart; together they make the pen part (all hold 10 digits x 4 renderings).
-    _, val = D.split_train_val(DS.load_dataset("handwriting", "train", root=root, download=False), 0.4, 0)
+    # Each held-out writer is scored apart; together they make the pen part (all hold 10 digits x 4
+    # renderings).
+    _, val = D.split_train_val(DS.load_dataset("handwriting", "train", root=root, download=False),
+                               0.4, 0)
     groups = epochs[-1]["val_groups"]
     assert set(groups) == set(val.groups[val.groups >= 0].tolist()) and len(groups) == 2
     assert sum(groups.values()) / 2 == pytest.approx(epochs[-1]["val_parts"]["pendigits"])
@@ -241,8 +274,8 @@ class _Response(io.BytesIO):
 
 
 def test_pendigits_download_unpacks_only_the_named_files(tmp_path, monkeypatch):
-    body = _archive({"pendigits/pendigits-orig.tra.Z": SAMPLE_Z.read_bytes(), "../../evil.tra.Z": b"x",
-                     "pendigits/readme.txt": b"hello"})
+    body = _archive({"pendigits/pendigits-orig.tra.Z": SAMPLE_Z.read_bytes(),
+                     "../../evil.tra.Z": b"x", "pendigits/readme.txt": b"hello"})
     asked = []
 
     def fake_urlopen(request, timeout=None):
@@ -267,36 +300,48 @@ def test_pendigits_offline_or_with_downloads_off_names_the_folder(tmp_path, monk
         assert str(tmp_path / "pendigits" / "pendigits-orig.tra") in str(info.value)
 
 
-# -- the real data --------------------------------------------------------------------------------------------------
+# -- the real data --------------------------------------------------------------------------------
 
 def test_real_fashion_mnist_is_exact(data_root):
     train = DS.load_dataset("fashion-mnist", "train", root=data_root, download=False)
     test = DS.load_dataset("fashion-mnist", "test", root=data_root, download=False)
     assert train.images.shape == (60_000, 1, 28, 28) and len(test) == 10_000
-    assert torch.bincount(train.labels).tolist() == [6000] * 10 and torch.bincount(test.labels).tolist() == [1000] * 10
+    assert (
+        torch.bincount(train.labels).tolist() == [6000] * 10
+        and torch.bincount(test.labels).tolist() == [1000] * 10
+    )
     assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
 
 
 @pytest.mark.slow  # renders 7,494 drawings once (about 15 s)
 def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_root, monkeypatch):
-    monkeypatch.setattr(pens, "PENDIGITS_RENDERS", 1)  # the drawing is what is checked, not how many of each
+    # The drawing is what is checked, not how many of each
+    monkeypatch.setattr(pens, "PENDIGITS_RENDERS", 1)
     digits = parse((data_root / "pendigits" / "pendigits-orig.tra").read_text())
     assert len(digits) == 7494 and len({d["writer"] for d in digits}) == 30
     train = DS.load_dataset("pendigits", "train", root=data_root, download=False)
     test = DS.load_dataset("pendigits", "test", root=data_root, download=False)
-    assert len(train) + len(test) == 7494 * pens.PENDIGITS_RENDERS and train.images.shape[1:] == (1, 28, 28)
+    assert len(train) + len(test) == 7494 * pens.PENDIGITS_RENDERS and train.images.shape[1:] == (
+        1,
+        28,
+        28,
+    )
     assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999  # ink present
-    # Labels right: the shipped digit model (never trained on these) reads most renderings as their label.
+    # Labels right: the shipped digit model (never trained on these) reads most renderings as their
+    # label.
     predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
     sample = torch.arange(0, len(test), 23)
-    right = sum(int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
-                for i in sample)
+    right = sum(
+        int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
+        for i in sample
+    )
     assert right / len(sample) >= 0.9, f"{right}/{len(sample)}"
 
 
-# -- the input kind a checkpoint carries ----------------------------------------------------------------------------
+# -- the input kind a checkpoint carries ----------------------------------------------------------
 
-def _checkpoint(path, dataset: str, channels: int = 1, kind: str | None = "greyscale", classes=None):
+def _checkpoint(path, dataset: str, channels: int = 1, kind: str | None = "greyscale",
+                classes=None):
     classes = classes or DS.FASHION_CLASSES
     model = models.create_model("digitnet", len(classes), channels, 28)
     extra = {"kind": kind} if kind else {}
@@ -307,17 +352,20 @@ def _checkpoint(path, dataset: str, channels: int = 1, kind: str | None = "greys
 
 
 def test_a_fashion_model_is_refused_by_the_draw_tab_and_answers_photos(tmp_path):
-    answers = Answers(Shelf(_checkpoint(tmp_path / "ck" / "fashion-mnist-digitnet.pt", "fashion-mnist").parent))
+    answers = Answers(Shelf(_checkpoint(tmp_path / "ck" / "fashion-mnist-digitnet.pt",
+                                        "fashion-mnist").parent))
     shelf = answers.shelf
     assert shelf.default(DIGITS) is None and shelf.default(PHOTOS) == "fashion-mnist-digitnet"
     with pytest.raises(InputError, match="unknown model"):
         answers.predict_digit(None, "fashion-mnist-digitnet")
     shoe = np.full((90, 120, 3), 250, np.uint8)
     shoe[40:70, 20:100] = 30  # a dark shoe on a white table
-    label, seen, status = answers.classify_image(_save(shoe, tmp_path / "shoe.png"), "fashion-mnist-digitnet")
+    label, seen, status = answers.classify_image(_save(shoe, tmp_path / "shoe.png"),
+                                                 "fashion-mnist-digitnet")
     assert set(label) <= set(DS.FASHION_CLASSES) and "answered by" in status
     small = seen[::8, ::8]  # the 28x28 the model saw, enlarged 8x
-    assert small.shape == (28, 28) and small[0, 0] < 50 and small[14, 14] > 200  # made light-on-dark
+    # Made light-on-dark
+    assert small.shape == (28, 28) and small[0, 0] < 50 and small[14, 14] > 200
 
 
 def _save(array, path):
@@ -328,11 +376,14 @@ def _save(array, path):
 def test_checkpoints_of_an_older_release_land_in_the_right_tab(tmp_path):
     shipped = {p.stem: Predictor.load(p) for p in (ROOT / "checkpoints").glob("*.pt")}
     old = {k: p for k, p in shipped.items() if k.startswith(("mnist-", "cifar10-"))}
-    assert old and all("kind" not in p.meta for p in old.values())  # written before kinds were recorded
+    # Written before kinds were recorded
+    assert old and all("kind" not in p.meta for p in old.values())
     assert shipped["handwriting-digitnet"].meta["kind"] == "sketch"
-    assert {tab_of(p) for k, p in shipped.items() if k.startswith(("mnist-", "handwriting-"))} == {DIGITS}
+    assert {tab_of(p) for k, p in shipped.items() if k.startswith(("mnist-",
+                                                                   "handwriting-"))} == {DIGITS}
     assert {tab_of(p) for k, p in shipped.items() if k.startswith("cifar10-")} == {PHOTOS}
-    old_folder = Predictor.load(_checkpoint(tmp_path / "f.pt", "imagefolder", kind=None, classes=list("ab")))
+    old_folder = Predictor.load(_checkpoint(tmp_path / "f.pt", "imagefolder", kind=None,
+                                            classes=list("ab")))
     assert old_folder.kind == "greyscale" and tab_of(old_folder) == PHOTOS
     new = Predictor.load(_checkpoint(tmp_path / "n.pt", "fashion-mnist"))
     assert new.meta["kind"] == "greyscale" and tab_of(new) == PHOTOS

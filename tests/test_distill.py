@@ -42,7 +42,8 @@ def test_images_the_teacher_misreads_add_nothing():
     assert teacher.loss(student, images, torch.tensor([1, 1])).item() == 0.0
     both = teacher.loss(student, images, torch.tensor([0, 0])).item()
     one = teacher.loss(student, images, torch.tensor([0, 1])).item()
-    assert one == pytest.approx(both / 2)  # averaged over the whole batch, the misread image counting zero
+    # Averaged over the whole batch, the misread image counting zero
+    assert one == pytest.approx(both / 2)
 
 
 def test_its_gradient_moves_the_student_towards_the_teacher():

@@ -1,11 +1,12 @@
 """Training across processes (core.distributed) with torchrun and gloo on the CPU, two processes.
 
-The weights of a 2-process run with global batch B equal those of a 1-process run with batch B up to float32
-rounding: each rank's mean loss over its half of a batch is averaged by DDP's all-reduce, which adds the same
-products in another order (about 1e-7 relative per step). TOLERANCE, 1e-5 absolute after a dozen SGD steps, is a
-hundred times what that gives and a thousand times less than one step changes a weight. The net is LeNet without
-augmentation: each rank augments its own part with its own random draws, and BatchNorm statistics are per rank on
-the CPU (PyTorch synchronises them on GPUs only), so a BatchNorm net or augmented batches are not the same run.
+The weights of a 2-process run with global batch B equal those of a 1-process run with batch B up to
+float32 rounding: each rank's mean loss over its half of a batch is averaged by DDP's all-reduce,
+which adds the same products in another order (about 1e-7 relative per step). TOLERANCE, 1e-5
+absolute after a dozen SGD steps, is a hundred times what that gives and a thousand times less than
+one step changes a weight. The net is LeNet without augmentation: each rank augments its own part
+with its own random draws, and BatchNorm statistics are per rank on the CPU (PyTorch synchronises
+them on GPUs only), so a BatchNorm net or augmented batches are not the same run.
 """
 import json
 import os
@@ -26,23 +27,24 @@ from core import train as T
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-5
 # 500 images in batches of 64: seven full batches and one of 52, split 26 / 26.
-RUN = ["--dataset", "mnist", "--model", "lenet", "--max-train-images", "500", "--batch-size", "64", "--no-augment",
-       "--optimizer", "sgd", "--lr", "0.05", "--no-download", "--json"]
+RUN = ["--dataset", "mnist", "--model", "lenet", "--max-train-images", "500", "--batch-size", "64",
+       "--no-augment", "--optimizer", "sgd", "--lr", "0.05", "--no-download", "--json"]
 
 
 def command(processes: int, *args: str) -> list[str]:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-                if processes > 1 else [sys.executable])
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable])
     return [*launcher, "-m", "core.train", *RUN, *args]
 
 
 def environment(data_root) -> dict:
-    return {**os.environ, "TINYVISION_DATA": str(data_root), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "TINYVISION_DATA": str(data_root), "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1"}
 
 
 def train(processes: int, data_root, *args: str, timeout: float = 240) -> dict:
-    done = subprocess.run(command(processes, *args), cwd=ROOT, env=environment(data_root), capture_output=True,
-                          text=True, timeout=timeout)
+    done = subprocess.run(command(processes, *args), cwd=ROOT, env=environment(data_root),
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -59,9 +61,12 @@ def test_two_processes_train_the_same_weights_as_one(data_root, tmp_path):
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= TOLERANCE
     torch.manual_seed(0)  # the starting weights, as core.train draws them
     start = models.create_model("lenet", 10, 1, 28).state_dict()
-    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1000 * TOLERANCE  # training moved them
-    assert two["test_acc"] == pytest.approx(one["test_acc"], abs=2e-4)  # rank 0 evaluated the whole test set
-    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)  # every rank's images counted once
+    # Training moved them
+    assert max((a[k] - start[k]).abs().max().item() for k in a) > 1000 * TOLERANCE
+    # Rank 0 evaluated the whole test set
+    assert two["test_acc"] == pytest.approx(one["test_acc"], abs=2e-4)
+    # Every rank's images counted once
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)
 
 
 def test_every_image_once_per_epoch_in_equal_parts():
@@ -72,14 +77,17 @@ def test_every_image_once_per_epoch_in_equal_parts():
         for index in D.iterate_batches(n, batch, g, min_last=2):
             for w in world:
                 part, share = distributed.rank_part(index, w)
-                assert abs(len(part) - len(index) / 2) <= 0.5 and share == pytest.approx(len(part) * 2 / len(index))
+                assert abs(len(part) - len(index) / 2) <= 0.5
+                assert share == pytest.approx(len(part) * 2 / len(index))
                 parts[w.rank].append(part)
         seen = torch.cat([torch.cat(p) for p in parts])
-        assert sorted(seen.tolist()) == list(range(n))  # none twice, none left out; 513: a last 1 joins the 64
+        # None twice, none left out; 513: a last 1 joins the 64
+        assert sorted(seen.tolist()) == list(range(n))
         assert len(D.batch_starts(n, batch, 2)) == len(parts[0])
 
 
-def test_a_batch_that_does_not_divide_among_the_processes_is_refused_with_the_fix(data_root, monkeypatch):
+def test_a_batch_that_does_not_divide_among_the_processes_is_refused_with_the_fix(data_root,
+                                                                                  monkeypatch):
     monkeypatch.setattr(distributed, "current", lambda: distributed.World(0, 2, 0, "gloo"))
     cfg = T.TrainConfig(dataset="mnist", model="lenet", batch_size=63, max_train_images=100,
                         data_root=str(data_root), download=False)
@@ -90,7 +98,8 @@ def test_a_batch_that_does_not_divide_among_the_processes_is_refused_with_the_fi
 def workers(launcher: subprocess.Popen) -> dict[int, int]:
     """{rank: pid} of torchrun's worker processes."""
     found = {}
-    for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True, text=True).stdout.split():
+    for pid in subprocess.run(["pgrep", "-P", str(launcher.pid)], capture_output=True,
+                              text=True).stdout.split():
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -109,13 +118,16 @@ def running(pid: int) -> bool:
 
 
 def start_long_run(data_root, out: Path) -> subprocess.Popen:
-    """A 2-process run that lasts long enough to be stopped; returns once its first epoch is written."""
+    """A 2-process run that lasts long enough to be stopped; returns once its first epoch is
+    written."""
     launcher = subprocess.Popen(command(2, "--epochs", "200", "--out", str(out)), cwd=ROOT,
-                                env=environment(data_root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                env=environment(data_root), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 180
     while not out.exists():
-        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()[-2000:]
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()[
+            -2000:
+        ]
         time.sleep(0.2)
     return launcher
 
@@ -125,7 +137,8 @@ def test_a_killed_rank_fails_the_job_and_its_last_epoch_resumes_in_one_process(d
     launcher = start_long_run(data_root, out)
     try:
         os.kill(workers(launcher)[1], signal.SIGKILL)
-        code = launcher.wait(timeout=120)  # not a hang: the survivor's collective fails, torchrun ends the job
+        # Not a hang: the survivor's collective fails, torchrun ends the job
+        code = launcher.wait(timeout=120)
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
@@ -133,7 +146,8 @@ def test_a_killed_rank_fails_the_job_and_its_last_epoch_resumes_in_one_process(d
     kept = ckpt.load_checkpoint(out)
     assert "train_state" in kept and kept["epoch"] >= 1  # the last completed epoch, resumable
     epoch = kept["epoch"]
-    end = train(1, data_root, "--epochs", str(epoch + 2), "--resume", str(out), "--out", str(tmp_path / "on.pt"))
+    end = train(1, data_root, "--epochs", str(epoch + 2), "--resume", str(out), "--out",
+                str(tmp_path / "on.pt"))
     assert end["epoch"] == epoch + 2 and not end["stopped"]
     assert ckpt.load_checkpoint(tmp_path / "on.pt")["history"][-1]["epoch"] == epoch + 2
 

@@ -1,8 +1,9 @@
-"""ONNX export (core.export) checked with onnxruntime: the file answers as the app does for the same prepared image.
+"""ONNX export (core.export) checked with onnxruntime: the file answers as the app does for the same
+prepared image.
 
-The reference is core.predictor.Predictor (what every tab answers with), one image at a time; the exported graph
-takes the whole batch at once. Both compute in float32, so the probabilities agree to ~1e-6; TOLERANCE leaves room
-for the other kernels' summation order on other CPUs.
+The reference is core.predictor.Predictor (what every tab answers with), one image at a time; the
+exported graph takes the whole batch at once. Both compute in float32, so the probabilities agree to
+~1e-6; TOLERANCE leaves room for the other kernels' summation order on other CPUs.
 """
 import json
 from pathlib import Path
@@ -23,10 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "checkpoints").glob("*.pt"))
 TOLERANCE = 1e-4
 SHAPES = [(1, 28), (3, 32)]
-# A full CIFAR-10 test set through the shipped photo ensemble with its six test-time views is 120,000 forward
-# passes (about four minutes here, on each side): bench.onnx checks it; the tests check its 256 images.
+# A full CIFAR-10 test set through the shipped photo ensemble with its six test-time views is
+# 120,000 forward passes (about four minutes here, on each side): bench.onnx checks it; the tests
+# check its 256 images.
 FULL_TEST_SET = [p for p in SHIPPED if p.stem != "cifar10-cifarnet"]
-DIGITS, PHOTOS = ROOT / "checkpoints" / "mnist-digitnet.pt", ROOT / "checkpoints" / "cifar10-cifarnet.pt"
+DIGITS, PHOTOS = (
+    ROOT / "checkpoints" / "mnist-digitnet.pt",
+    ROOT / "checkpoints" / "cifar10-cifarnet.pt",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,10 @@ def onnx_answers(path: Path, images: torch.Tensor) -> tuple[np.ndarray, np.ndarr
 
 
 def app_answers(predictor: Predictor, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    judged = [predictor.judge(im[0].numpy() if im.shape[0] == 1 else im.permute(1, 2, 0).numpy()) for im in images]
+    judged = [
+        predictor.judge(im[0].numpy() if im.shape[0] == 1 else im.permute(1, 2, 0).numpy())
+        for im in images
+    ]
     return np.stack([j.probs for j in judged]), np.array([j.score for j in judged])
 
 
@@ -74,7 +82,10 @@ def test_every_shipped_checkpoint_answers_as_the_app_does(path, real_images, exp
     assert_same_answers(predictor, onnx, real_images[predictor.input_shape[0]])
     meta = ort.InferenceSession(str(onnx)).get_modelmeta().custom_metadata_map
     assert json.loads(meta["classes"]) == predictor.classes
-    assert meta["kind"] == predictor.kind and meta["preparation"] == get_kind(predictor.kind).preparation
+    assert (
+        meta["kind"] == predictor.kind
+        and meta["preparation"] == get_kind(predictor.kind).preparation
+    )
     assert float(meta["temperature"]) == predictor.meta["temperature"]
     assert float(meta["unsure_threshold"]) == predictor.unsure_threshold
     c, size, _ = predictor.input_shape
@@ -84,7 +95,8 @@ def test_every_shipped_checkpoint_answers_as_the_app_does(path, real_images, exp
 @pytest.mark.slow
 @pytest.mark.parametrize("path", FULL_TEST_SET, ids=lambda p: p.stem)
 def test_onnx_top1_on_the_full_test_set_equals_the_checkpoints_figure(path, data_root, exported):
-    """The figure a checkpoint records is core.evaluate's (`--record`; bench.onnx recomputes both side by side)."""
+    """The figure a checkpoint records is core.evaluate's (`--record`; bench.onnx recomputes both
+    side by side)."""
     payload = ckpt.load_checkpoint(path)
     test = checkpoint_data(payload, "test", str(data_root), download=False)
     probs = np.concatenate([onnx_answers(exported(path), test.images[i:i + 1000])[0]
@@ -94,18 +106,20 @@ def test_onnx_top1_on_the_full_test_set_equals_the_checkpoints_figure(path, data
 
 
 def random_payload(name: str, channels: int, size: int) -> dict:
-    """A checkpoint of a registered architecture with random weights, at a low temperature that spreads the answers
-    (the test-time views are the shipped photo model's, checked above)."""
+    """A checkpoint of a registered architecture with random weights, at a low temperature that
+    spreads the answers (the test-time views are the shipped photo model's, checked above)."""
     torch.manual_seed(0)
     net = models.create_model(name, 10, channels, size)
-    for m in net.modules():  # BatchNorm statistics that are not the identity, so that they are exported too
+    # BatchNorm statistics that are not the identity, so that they are exported too
+    for m in net.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 2.0)
     photo = channels == 3
-    meta = ckpt.make_meta(name, "cifar10" if photo else "mnist", [str(i) for i in range(10)], (channels, size, size),
-                          (0.45,) * channels, (0.25,) * channels, kind="photo" if photo else "sketch",
-                          temperature=0.25, unsure_threshold=0.0)
+    meta = ckpt.make_meta(name, "cifar10" if photo else "mnist", [str(i) for i in range(10)],
+                          (channels, size, size), (0.45,) * channels, (0.25,) * channels,
+                          kind="photo" if photo else "sketch", temperature=0.25,
+                          unsure_threshold=0.0)
     return {**meta, "state_dict": net.state_dict()}
 
 
@@ -114,21 +128,25 @@ def random_payload(name: str, channels: int, size: int) -> dict:
 def test_every_architecture_exports_on_both_shapes(name, channels, size, real_images, tmp_path):
     payload = random_payload(name, channels, size)
     onnx = export_onnx(payload, tmp_path / f"{name}.onnx")
-    # 32 images: the graph is what differs between architectures (the shipped files are checked on 256 above).
-    assert_same_answers(Predictor.from_payload(tmp_path / "random.pt", payload), onnx, real_images[channels][:32])
+    # 32 images: the graph is what differs between architectures (the shipped files are checked on
+    # 256 above).
+    assert_same_answers(Predictor.from_payload(tmp_path / "random.pt", payload), onnx,
+                        real_images[channels][:32])
 
 
 def test_the_batch_is_dynamic_and_single_view_is_the_plain_model(real_images, tmp_path):
     payload = ckpt.load_checkpoint(PHOTOS)
     images = real_images[3][:9]
     onnx = export_onnx(payload, tmp_path / "plain.onnx", single_view=True)
-    one_by_one = np.concatenate([onnx_answers(onnx, images[i:i + 1])[0] for i in range(len(images))])
+    one_by_one = np.concatenate([onnx_answers(onnx,
+                                              images[i:i + 1])[0] for i in range(len(images))])
     probs = onnx_answers(onnx, images)[0]
     assert np.abs(probs - one_by_one).max() <= TOLERANCE
     plain = Predictor.from_payload(PHOTOS, {**payload, "tta_flip": False, "tta_shift": 0})
     assert np.abs(probs - app_answers(plain, images)[0]).max() <= TOLERANCE
     with_views = app_answers(Predictor.from_payload(PHOTOS, payload), images)[0]
-    assert np.abs(probs - with_views).max() > 10 * TOLERANCE  # the views change the answers: they were left out
+    # The views change the answers: they were left out
+    assert np.abs(probs - with_views).max() > 10 * TOLERANCE
     meta = ort.InferenceSession(str(onnx)).get_modelmeta().custom_metadata_map
     assert meta["test_time_views"] == "as given" and meta["members"] == "2"
 
@@ -155,6 +173,7 @@ def test_a_model_that_cannot_be_exported_says_why(tmp_path, monkeypatch):
             raise RuntimeError("Failed to export the model with torch.export.") from cause
 
     monkeypatch.setattr(torch.onnx, "export", refuse)
-    with pytest.raises(ExportError, match="digitnet could not be exported to ONNX: aten::weird_op has no"):
+    with pytest.raises(ExportError,
+                       match="digitnet could not be exported to ONNX: aten::weird_op has no"):
         export_onnx(DIGITS, tmp_path / "x.onnx", DEFAULT_OPSET)
     assert not list(tmp_path.iterdir())

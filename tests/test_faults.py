@@ -1,4 +1,5 @@
-"""Crash safety: a training killed with SIGKILL mid-epoch leaves a loadable checkpoint and resumes."""
+"""Crash safety: a training killed with SIGKILL mid-epoch leaves a loadable checkpoint and
+resumes."""
 import json
 import os
 import signal
@@ -22,8 +23,9 @@ def _folder(root: Path) -> Path:
         for label in ("a", "b"):
             (root / split / label).mkdir(parents=True)
             for i in range(n):
-                # A bright or a dark square on a dark noisy ground (a folder of greyscale pictures is read as the
-                # photo tab reads one: a light-bordered picture would be turned light on dark).
+                # A bright or a dark square on a dark noisy ground (a folder of greyscale pictures
+                # is read as the photo tab reads one: a light-bordered picture would be turned light
+                # on dark).
                 a = rng.integers(0, 100, (12, 12)).astype(np.uint8)
                 a[3:9, 3:9] = 255 if label == "a" else 0
                 Image.fromarray(a).save(root / split / label / f"{i}.png")
@@ -31,9 +33,9 @@ def _folder(root: Path) -> Path:
 
 
 def _cli(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "core.train", "--dataset", "imagefolder", "--data-root", str(data),
-            "--image-size", "16", "--channels", "1", "--model", "lenet", "--epochs", "12", "--batch-size", "1",
-            "--lr", "0.001", "--out", str(out), "--json", *extra]
+    return [sys.executable, "-m", "core.train", "--dataset", "imagefolder", "--data-root",
+            str(data), "--image-size", "16", "--channels", "1", "--model", "lenet", "--epochs",
+            "12", "--batch-size", "1", "--lr", "0.001", "--out", str(out), "--json", *extra]
 
 
 @pytest.mark.slow
@@ -53,10 +55,11 @@ def test_kill_9_mid_epoch_then_resume(tmp_path):
     killed_at = ckpt.load_checkpoint(out)["epoch"]  # loads: the file was never half-written
     assert 2 <= killed_at < 12
 
-    done = subprocess.run(_cli(data, out, "--resume", str(out)), cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(_cli(data, out, "--resume", str(out)), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["epoch"] == 12 and summary["test_acc"] >= 0.9
     assert ckpt.load_checkpoint(out)["epoch"] == 12
-    assert not list(tmp_path.glob(".run.pt.*"))  # a temp file left by the kill is cleaned by the next save
+    # A temp file left by the kill is cleaned by the next save
+    assert not list(tmp_path.glob(".run.pt.*"))

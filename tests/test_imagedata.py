@@ -18,8 +18,10 @@ def test_offline_without_data_names_the_folder_and_does_not_hang(tmp_path, monke
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     before = socket.getdefaulttimeout()
-    for name, expected in (("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"), ("cifar10", "cifar10-jpeg"),
-                           ("pendigits", "pendigits/pendigits-orig.tra"), ("handwriting", "MNIST/raw")):
+    for name, expected in (("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"),
+                           ("cifar10", "cifar10-jpeg"), ("pendigits",
+                                                         "pendigits/pendigits-orig.tra"),
+                           ("handwriting", "MNIST/raw")):
         with pytest.raises(D.DataError) as info:
             DS.load_dataset(name, "test", root=tmp_path)
         assert str(tmp_path) in str(info.value) and expected in str(info.value)
@@ -47,7 +49,8 @@ def test_mnist_real_data_is_exact(data_root):
     test = DS.load_dataset("mnist", "test", root=data_root)
     assert test.images.shape == (10000, 1, 28, 28) and test.images.dtype == torch.uint8
     assert test.labels[:5].tolist() == [7, 2, 1, 0, 4]
-    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
+                                                    1009]
 
 
 def test_cifar10_jpeg_copy_is_read_with_cifar_class_order(data_root):
@@ -62,12 +65,14 @@ def _write_folder(root, classes=("cat", "dog"), n=10, size=(20, 16)):
     for c in classes:
         (root / c).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+            Image.fromarray(rng.integers(0, 255, (*size[::-1], 3),
+                                         dtype=np.uint8)).save(root / c / f"{i}.png")
 
 
 def test_imagefolder_single_folder_is_split_80_20_by_seed(tmp_path):
     _write_folder(tmp_path)
-    train = DS.load_dataset("imagefolder", "train", root=tmp_path, image_size=24, channels=3, seed=1)
+    train = DS.load_dataset("imagefolder", "train", root=tmp_path, image_size=24, channels=3,
+                            seed=1)
     test = DS.load_dataset("imagefolder", "test", root=tmp_path, image_size=24, channels=3, seed=1)
     assert train.classes == ["cat", "dog"] and len(train) == 16 and len(test) == 4
     assert train.images.shape[1:] == (3, 24, 24)
@@ -89,7 +94,8 @@ def test_imagefolder_errors_are_clear(tmp_path):
 
 
 def test_split_is_seeded_and_disjoint():
-    data = D.ImageData(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100), ["a", "b"], (0.5,), (0.5,), "x")
+    data = D.ImageData(torch.zeros(100, 1, 4, 4, dtype=torch.uint8), torch.arange(100), ["a", "b"],
+                       (0.5,), (0.5,), "x")
     a_train, a_val = D.split_train_val(data, 0.2, seed=3)
     b_train, b_val = D.split_train_val(data, 0.2, seed=3)
     assert len(a_val) == 20 and len(a_train) == 80
@@ -98,9 +104,10 @@ def test_split_is_seeded_and_disjoint():
 
 
 def test_each_epoch_uses_a_fresh_choice_of_an_items_renderings_and_every_loose_image():
-    items = torch.tensor([-1, -1, -1] + [i // 4 for i in range(40)])  # 3 loose images, 10 drawings x 4 renderings
-    data = D.ImageData(torch.zeros(43, 1, 4, 4, dtype=torch.uint8), torch.arange(43), ["a"], (0.5,), (0.5,), "x",
-                       items=items, per_epoch=2)
+    # 3 loose images, 10 drawings x 4 renderings
+    items = torch.tensor([-1, -1, -1] + [i // 4 for i in range(40)])
+    data = D.ImageData(torch.zeros(43, 1, 4, 4, dtype=torch.uint8), torch.arange(43), ["a"], (0.5,),
+                       (0.5,), "x", items=items, per_epoch=2)
     g = torch.Generator().manual_seed(0)
     pools = [D.epoch_pool(data, g) for _ in range(4)]
     assert D.epoch_size(data) == 3 + 10 * 2 and all(len(p) == D.epoch_size(data) for p in pools)
@@ -111,7 +118,8 @@ def test_each_epoch_uses_a_fresh_choice_of_an_items_renderings_and_every_loose_i
     # Over epochs every rendering is used; without items the pool is everything.
     pools += [D.epoch_pool(data, g) for _ in range(16)]
     assert set(torch.cat(pools).tolist()) == set(range(43))
-    assert D.epoch_pool(D.ImageData(data.images, data.labels, ["a"], (0.5,), (0.5,), "x"), g) is None
+    assert D.epoch_pool(D.ImageData(data.images, data.labels, ["a"], (0.5,), (0.5,), "x"),
+                        g) is None
     # A subset (a validation split, a size cap) keeps the items of the images it keeps.
     assert torch.equal(data.subset(torch.tensor([5, 9])).items, torch.tensor([0, 1]))
 
@@ -157,5 +165,6 @@ def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
     first, second, third = (masks(index, epoch) for epoch in (1, 2, 3))
     assert 100 < int(first.sum()) < 200  # a random half to start
     assert torch.equal(second, ~first) and torch.equal(third, first)
-    assert torch.equal(A.alternating_flips(1000, seed=3)(index, 1), first)  # the same after a resume
+    # The same after a resume
+    assert torch.equal(A.alternating_flips(1000, seed=3)(index, 1), first)
     assert not torch.equal(A.alternating_flips(1000, seed=4)(index, 1), first)

@@ -29,7 +29,10 @@ def test_every_model_has_a_recipe_for_digits_and_photos(name):
 def test_seed_structures_match_their_specification():
     cnn = models.create_model("cnn", 10, 1, 28)
     assert cnn.classifier[1].in_features == 6272  # 128 x 7 x 7
-    assert [m.kernel_size for m in cnn.features if isinstance(m, torch.nn.Conv2d)] == [(11, 11), (5, 5)]
+    assert [m.kernel_size for m in cnn.features if isinstance(m, torch.nn.Conv2d)] == [
+        (11, 11),
+        (5, 5),
+    ]
     mlp = models.create_model("mlp", 10, 1, 28)
     linear = [m for m in mlp.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.out_features for m in linear] == [512, 256, 128, 64, 10]
@@ -42,7 +45,9 @@ def test_seed_structures_match_their_specification():
 
 def test_the_published_cnn_recipe_is_not_the_default():
     recipe = models.default_recipe("cnn", "sketch")
-    assert not (recipe["optimizer"] == "adam" and recipe["lr"] >= 1e-2 and recipe["batch_size"] <= 10)
+    assert not (
+        recipe["optimizer"] == "adam" and recipe["lr"] >= 1e-2 and recipe["batch_size"] <= 10
+    )
 
 
 def test_alexnet_sees_3x96x96_and_pretrained_offline_is_a_clear_error(monkeypatch):
@@ -90,7 +95,8 @@ def test_a_taken_name_is_refused():
 
 
 def _trained_looking(net: torch.nn.Module) -> torch.nn.Module:
-    """Random BatchNorm statistics and shifts, as a trained net has (fresh ones are the identity)."""
+    """Random BatchNorm statistics and shifts, as a trained net has (fresh ones are the
+    identity)."""
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_()
@@ -99,15 +105,19 @@ def _trained_looking(net: torch.nn.Module) -> torch.nn.Module:
     return net.eval()
 
 
-@pytest.mark.parametrize("members,widths,extra,channels", [(2, (32, 64, 128), True, 1), (3, (8, 16, 24), False, 3)])
-def test_an_ensemble_of_digitnets_fuses_into_one_net_with_the_same_logits(members, widths, extra, channels):
+@pytest.mark.parametrize("members,widths,extra,channels", [(2, (32, 64, 128), True, 1), (3, (8, 16,
+                                                                                             24),
+                                                                                         False, 3)])
+def test_an_ensemble_of_digitnets_fuses_into_one_net_with_the_same_logits(members, widths, extra,
+                                                                          channels):
     torch.manual_seed(0)
-    nets = [_trained_looking(models.create_model("digitnet", 10, channels, 28, widths=widths, extra=extra))
-            for _ in range(members)]
+    nets = [_trained_looking(models.create_model("digitnet", 10, channels, 28, widths=widths,
+                                                 extra=extra)) for _ in range(members)]
     ensemble = models.Ensemble(nets).eval()
     fused = ensemble.fused()
     assert not isinstance(fused, models.Ensemble)
-    assert len(list(fused.modules())) == len(list(nets[0].modules()))  # one pass, not one per member
+    # One pass, not one per member
+    assert len(list(fused.modules())) == len(list(nets[0].modules()))
     x = torch.randn(5, channels, 28, 28)
     with torch.no_grad():
         assert torch.allclose(fused(x), ensemble(x), atol=1e-5)

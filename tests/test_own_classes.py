@@ -1,5 +1,5 @@
-"""Your own classes: class names, examples, .zip import/export (and every archive that must be refused), the
-training config, transfer from a checkpoint, and the /train_own endpoint."""
+"""Your own classes: class names, examples, .zip import/export (and every archive that must be
+refused), the training config, transfer from a checkpoint, and the /train_own endpoint."""
 import io
 import json
 import time
@@ -18,7 +18,13 @@ from core.folders import FOLDER_RECORD
 from core.predictor import Predictor
 from core.preparation import InputError
 from core.services.archives import MAX_CLASSES, MAX_ZIP_ENTRIES, archive_kind
-from core.services.own_classes import ClassFolders, ExampleSet, check_class_name, sweep_sessions, train_own
+from core.services.own_classes import (
+    ClassFolders,
+    ExampleSet,
+    check_class_name,
+    sweep_sessions,
+    train_own,
+)
 from core.services.runs import Trainer
 from core.services.settings import ServerSettings
 from core.services.shelf import Shelf
@@ -36,7 +42,8 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _canvas(shape: str, jitter: int = 0) -> np.ndarray:
-    """A 400x400 white canvas with a black circle or cross (as a visitor would draw it), moved by `jitter`."""
+    """A 400x400 white canvas with a black circle or cross (as a visitor would draw it), moved by
+    `jitter`."""
     yy, xx = np.mgrid[:400, :400]
     cy, cx = 200 + jitter, 200 - jitter
     if shape == "circle":
@@ -49,7 +56,8 @@ def _canvas(shape: str, jitter: int = 0) -> np.ndarray:
 
 def _photo(colour, size=48) -> bytes:
     rng = np.random.default_rng(sum(colour))
-    a = np.clip(np.array(colour, np.float32) + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+    a = np.clip(np.array(colour, np.float32) + rng.normal(0, 20, (size, size, 3)), 0,
+                255).astype(np.uint8)
     return _png(a)
 
 
@@ -62,9 +70,11 @@ def _sketches(tmp_path, per_class=4) -> ExampleSet:
     return ex
 
 
-# -- names and examples ------------------------------------------------------------------------------------------
+# -- names and examples ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["", "   ", "a/b", "a\\b", "nul\x00", "x" * 41, "x" * 1000, ".hidden", "..", "a:b"])
+@pytest.mark.parametrize("name",
+                         ["", "   ", "a/b", "a\\b", "nul\x00", "x" * 41, "x" * 1000, ".hidden",
+                          "..", "a:b"])
 def test_bad_class_names_are_refused(name):
     with pytest.raises(InputError, match="class name"):
         check_class_name(name)
@@ -97,17 +107,20 @@ def test_sketches_are_stored_and_an_empty_pad_is_refused(tmp_path):
     with pytest.raises(InputError, match="no class"):
         ex.add_sketch("square", {"composite": _canvas("circle")})
     with pytest.raises(InputError, match="no composite image"):
-        ex.add_sketch("circle", {"composite": None, "background": None, "layers": [_canvas("circle")]})
+        ex.add_sketch("circle", {"composite": None, "background": None,
+                                 "layers": [_canvas("circle")]})
 
 
 def test_uploaded_images_are_checked_and_the_bad_ones_counted(tmp_path):
     ex = ExampleSet(tmp_path / "photo", "photo")
     ex.add_class("red")
-    files = [_photo((200, 30, 30)), _photo((210, 40, 20), size=2000), b"not an image", _png(np.zeros((1, 1, 3),
-             np.uint8))]
+    files = [_photo((200, 30, 30)), _photo((210, 40, 20),
+                                           size=2000), b"not an image", _png(np.zeros((1, 1, 3),
+                                                                                      np.uint8))]
     report = ex.add_images("red", files)
     assert report.added == {"red": 2}
-    assert report.skipped == {"files that are not readable images": 1, "images that are too small": 1}
+    assert report.skipped == {"files that are not readable images": 1,
+                              "images that are too small": 1}
     stored = ex.classes()["red"]
     assert all(max(Image.open(f).size) <= 256 for f in stored)  # kept small; the models see 32 px
     assert "skipped 1 files that are not readable images" in report.message()
@@ -117,7 +130,8 @@ def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path):
     ex = ExampleSet(tmp_path / "photo", "photo")
     ex.add_class("big")
     buf = io.BytesIO()
-    Image.new("L", (20_000, 20_000)).save(buf, format="PNG")  # 20,000 x 20,000: compresses to a few hundred KB
+    # 20,000 x 20,000: compresses to a few hundred KB
+    Image.new("L", (20_000, 20_000)).save(buf, format="PNG")
     report = ex.add_images("big", [buf.getvalue()])
     assert report.added == {} and report.skipped == {"images that are too large": 1}
 
@@ -136,7 +150,7 @@ def test_training_needs_two_classes_of_two_examples(tmp_path):
         ex.train_config(None)
 
 
-# -- archives ----------------------------------------------------------------------------------------------------
+# -- archives -------------------------------------------------------------------------------------
 
 def test_examples_round_trip_through_a_zip(tmp_path):
     ex = _sketches(tmp_path, per_class=2)
@@ -151,9 +165,10 @@ def test_examples_round_trip_through_a_zip(tmp_path):
 
 
 def test_a_zip_of_class_folders_under_one_top_folder(tmp_path):
-    entries = {"shapes/": b"", "shapes/red/a.png": _photo((200, 0, 0)), "shapes/red/b.png": _photo((190, 10, 0)),
-               "shapes/blue/a.png": _photo((0, 0, 200)), "shapes/blue/notes.txt": b"hello",
-               "__MACOSX/shapes/._a.png": b"junk", "shapes/.DS_Store": b"junk"}
+    entries = {"shapes/": b"", "shapes/red/a.png": _photo((200, 0, 0)),
+               "shapes/red/b.png": _photo((190, 10, 0)), "shapes/blue/a.png": _photo((0, 0, 200)),
+               "shapes/blue/notes.txt": b"hello", "__MACOSX/shapes/._a.png": b"junk",
+               "shapes/.DS_Store": b"junk"}
     ex = ExampleSet(tmp_path / "photo", "photo")
     report = ex.import_zip(zip_of(tmp_path / "a.zip", entries))
     assert ex.counts() == {"blue": 1, "red": 2}
@@ -178,7 +193,8 @@ def test_unsafe_or_useless_archives_are_refused(tmp_path, entries, links, messag
 
 
 def test_a_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path):
-    bomb = zip_of(tmp_path / "bomb.zip", {"red/a.png": bytes(50 << 20)})  # 50 MB of zeros: ~50 KB packed
+    # 50 MB of zeros: ~50 KB packed
+    bomb = zip_of(tmp_path / "bomb.zip", {"red/a.png": bytes(50 << 20)})
     ex = ExampleSet(tmp_path / "photo", "photo")
     with pytest.raises(InputError, match="times its packed size"):
         ex.import_zip(bomb)
@@ -194,7 +210,8 @@ def test_too_many_entries_or_classes_and_files_that_are_not_zips(tmp_path):
         ex.import_zip(many)
     for n, message in ((30, "30 class folders; at most 20"), (10_000, "10000 entries")):
         with pytest.raises(InputError, match=message):
-            ex.import_zip(zip_of(tmp_path / f"classes{n}.zip", {f"c{i}/a.png": b"x" for i in range(n)}))
+            ex.import_zip(zip_of(tmp_path / f"classes{n}.zip",
+                                 {f"c{i}/a.png": b"x" for i in range(n)}))
     (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(InputError, match="not a .zip"):
         ex.import_zip(tmp_path / "fake.zip")
@@ -213,7 +230,7 @@ def test_old_session_folders_are_swept(tmp_path):
     assert sorted(sweep_sessions(tmp_path, {}, now=time.time() + 2 * 86_400)) == ["here", "stale"]
 
 
-# -- training ----------------------------------------------------------------------------------------------------
+# -- training -------------------------------------------------------------------------------------
 
 def test_transfer_copies_every_weight_but_the_head():
     source = models.create_model("digitnet", 10, 1, 28)
@@ -224,7 +241,8 @@ def test_transfer_copies_every_weight_but_the_head():
         if not k.startswith(head + "."):
             assert torch.equal(v, source.state_dict()[k])
     models.freeze_backbone(target)
-    assert [n for n, p in target.named_parameters() if p.requires_grad] == [f"{head}.weight", f"{head}.bias"]
+    assert [n for n, p in target.named_parameters() if p.requires_grad] == [f"{head}.weight",
+                                                                            f"{head}.bias"]
 
 
 def test_sketch_classes_train_from_the_shipped_digit_model(tmp_path):
@@ -236,15 +254,20 @@ def test_sketch_classes_train_from_the_shipped_digit_model(tmp_path):
     assert end["test_acc"] == 1.0  # one held-out drawing of each class
     payload = ckpt.load_checkpoint(out)
     assert payload["kind"] == "sketch" and payload["classes"] == ["circle", "cross"]
-    assert payload["mean"] == [0.1307]  # the digit model's normalisation, which its features were learnt on
+    # The digit model's normalisation, which its features were learnt on
+    assert payload["mean"] == [0.1307]
     predictor = Predictor.load(out)
     from bench.unsure import letters
     from core.preparation import sketch_to_digit
     for shape in ("circle", "cross"):
         judgement = predictor.judge(sketch_to_digit({"composite": _canvas(shape, 15)}))
         assert predictor.classes[int(np.argmax(judgement.probs))] == shape and not judgement.unsure
-    # Its "not sure" threshold was fitted on augmented views of the few examples: letters are none of its classes.
-    typed = [predictor.judge(sketch_to_digit({"composite": a})).unsure for a in letters(10, np.random.default_rng(0))]
+    # Its "not sure" threshold was fitted on augmented views of the few examples: letters are none
+    # of its classes.
+    typed = [
+        predictor.judge(sketch_to_digit({"composite": a})).unsure
+        for a in letters(10, np.random.default_rng(0))
+    ]
     assert sum(typed) >= 6
 
 
@@ -273,7 +296,10 @@ def test_frozen_backbone_keeps_the_features(tmp_path):
     for _ in T.train(cfg.__class__(**{**cfg.__dict__, "out": str(out), "epochs": 3})):
         pass
     # The features it started from: the shipped net's (an ensemble's first member, core.transfer).
-    trained, shipped = ckpt.load_checkpoint(out)["state_dict"], load_source(SHIPPED_DIGITS).net.state_dict()
+    trained, shipped = (
+        ckpt.load_checkpoint(out)["state_dict"],
+        load_source(SHIPPED_DIGITS).net.state_dict(),
+    )
     kept = [k for k in trained if not k.startswith("head.")]
     assert kept and all(torch.equal(trained[k], shipped[k]) for k in kept)
 
@@ -283,29 +309,36 @@ def test_a_checkpoint_that_does_not_fit_the_data_is_refused_with_the_fix(tmp_pat
     for name, colour in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
         ex.add_class(name)
         ex.add_images(name, [_photo(colour), _photo(tuple(c // 2 for c in colour))])
-    cfg = T.TrainConfig(dataset="imagefolder", model="digitnet", data_root=str(ex.folder), kind="photo",
-                        init_from=SHIPPED_DIGITS, epochs=1)
-    with pytest.raises(ValueError, match=r"takes 1x28x28 images but this data is 3x28x28.*--channels 1"):
+    cfg = T.TrainConfig(dataset="imagefolder", model="digitnet", data_root=str(ex.folder),
+                        kind="photo", init_from=SHIPPED_DIGITS, epochs=1)
+    with pytest.raises(ValueError,
+                       match=r"takes 1x28x28 images but this data is 3x28x28.*--channels 1"):
         list(T.train(cfg))
     with pytest.raises(ValueError, match="holds a digitnet"):
         list(T.train(T.TrainConfig(dataset="imagefolder", model="lenet", data_root=str(ex.folder),
                                    init_from=SHIPPED_DIGITS)))
     with pytest.raises(ValueError, match="needs a checkpoint to start from"):
-        list(T.train(T.TrainConfig(dataset="imagefolder", data_root=str(ex.folder), freeze_backbone=True)))
+        list(T.train(T.TrainConfig(dataset="imagefolder", data_root=str(ex.folder),
+                                   freeze_backbone=True)))
 
 
 def test_cli_transfer_on_a_sketch_folder(tmp_path, capsys):
     ex = _sketches(tmp_path, per_class=5)
-    (ex.folder / FOLDER_RECORD).unlink()  # a folder of drawings made elsewhere: the kind is asked for
+    # A folder of drawings made elsewhere: the kind is asked for
+    (ex.folder / FOLDER_RECORD).unlink()
     out = tmp_path / "cli.pt"
-    rc = T.main(["--dataset", "imagefolder", "--data-root", str(ex.folder), "--kind", "sketch", "--init-from",
-                 SHIPPED_DIGITS, "--freeze-backbone", "--epochs", "2", "--out", str(out), "--json"])
+    rc = T.main(["--dataset", "imagefolder", "--data-root", str(ex.folder), "--kind", "sketch",
+                 "--init-from", SHIPPED_DIGITS, "--freeze-backbone", "--epochs", "2", "--out",
+                 str(out), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["epoch"] == 2 and 0.0 <= summary["test_acc"] <= 1.0
     payload = ckpt.load_checkpoint(out)
     assert payload["kind"] == "sketch" and payload["input_shape"] == [1, 28, 28]
-    assert payload["config"]["init_from"] == SHIPPED_DIGITS and payload["config"]["freeze_backbone"] is True
+    assert (
+        payload["config"]["init_from"] == SHIPPED_DIGITS
+        and payload["config"]["freeze_backbone"] is True
+    )
 
 
 def test_the_service_streams_a_run_on_own_classes(tmp_path):
@@ -323,7 +356,8 @@ def test_the_service_streams_a_run_on_own_classes(tmp_path):
     seconds = time.monotonic() - t0
     last = updates[-1]
     assert last["run"]["checkpoint"] and "done" in last["log"] and "curves" in last
-    # 200 one-step epochs: figures are drawn at most every PLOT_EVERY_S, progress lines at most four times a second.
+    # 200 one-step epochs: figures are drawn at most every PLOT_EVERY_S, progress lines at most four
+    # times a second.
     assert len(last["table"]) == 200
     assert sum("curves" in u for u in updates) <= seconds / service.plot_every_s + 2
     assert sum(set(u) == {"progress"} for u in updates) <= seconds / service.progress_every_s + 2
@@ -334,7 +368,7 @@ def test_the_service_streams_a_run_on_own_classes(tmp_path):
         list(train_own(service, shelf, ex, "scratch", "yes", ""))
 
 
-# -- through the API of a launched app ---------------------------------------------------------------------------
+# -- through the API of a launched app ------------------------------------------------------------
 
 def test_train_own_endpoint_trains_on_a_zip_and_refuses_a_bad_one(tmp_path, data_root):
     from gradio_client import handle_file
@@ -343,18 +377,24 @@ def test_train_own_endpoint_trains_on_a_zip_and_refuses_a_bad_one(tmp_path, data
 
     archive = _sketches(tmp_path, per_class=5).export_zip(tmp_path / "shapes.zip")
     (tmp_path / "bad.zip").write_bytes(b"not a zip at all")
-    with serve_app(settings=ServerSettings.make(runs_root=tmp_path / "runs", data_root=data_root)) as url:
+    with serve_app(settings=ServerSettings.make(runs_root=tmp_path / "runs",
+                                                data_root=data_root)) as url:
         client = api_client(url)
-        api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/train_own"]
+        api = client.view_api(return_format="dict",
+                              print_info=False)["named_endpoints"]["/train_own"]
         assert [p["parameter_name"] for p in api["parameters"]] == ["path", "kind", "start"]
-        report, checkpoint = client.predict(handle_file(str(archive)), "", "transfer", api_name="/train_own")
-        assert report["stopped"] is False and report["test_acc"] == 1.0  # one held-out drawing of each class
+        report, checkpoint = client.predict(handle_file(str(archive)), "", "transfer",
+                                            api_name="/train_own")
+        # One held-out drawing of each class
+        assert report["stopped"] is False and report["test_acc"] == 1.0
         payload = ckpt.load_checkpoint(checkpoint)
         assert payload["classes"] == ["circle", "cross"] and payload["kind"] == "sketch"
         with pytest.raises(Exception, match="not a .zip archive"):
-            client.predict(handle_file(str(tmp_path / "bad.zip")), "photo", "transfer", api_name="/train_own")
+            client.predict(handle_file(str(tmp_path / "bad.zip")), "photo", "transfer",
+                           api_name="/train_own")
         with pytest.raises(Exception, match="start from 'transfer' or 'scratch'"):
             client.predict(handle_file(str(archive)), "", "magic", api_name="/train_own")
         label, _, _ = client.predict(handle_file(str(ROOT_PHOTO)), api_name="/classify_image")
         assert label["label"]  # still serving
-    assert not list((tmp_path / "runs" / "classes").rglob("*.png"))  # the API's examples are not kept
+    # The API's examples are not kept
+    assert not list((tmp_path / "runs" / "classes").rglob("*.png"))

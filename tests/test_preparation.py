@@ -56,8 +56,8 @@ def test_polarity_transparency_and_brush_colour_are_handled(pen):
 
 
 def _reference_ink(image):
-    """The ink map's definition in plain wide integers: per channel the distance from the border's median, the
-    largest over the colour channels; a transparent image first coloured onto white."""
+    """The ink map's definition in plain wide integers: per channel the distance from the border's
+    median, the largest over the colour channels; a transparent image first coloured onto white."""
     a = image.astype(np.int64)
     if a.ndim == 2:
         a = a[..., None]
@@ -73,7 +73,8 @@ def _reference_ink(image):
 def test_ink_map_is_the_distance_from_the_background_colour(shape):
     rng = np.random.default_rng(len(shape) + shape[-1])
     image = rng.integers(0, 256, shape, dtype=np.uint8)
-    image[0] = image[-1] = image[:, 0] = image[:, -1] = rng.integers(0, 256, shape[2:], dtype=np.uint8)
+    image[0] = image[-1] = image[:, 0] = image[:, -1] = rng.integers(0, 256, shape[2:],
+                                                                     dtype=np.uint8)
     if len(shape) == 3 and shape[2] == 4:
         image[..., 3] = np.where(rng.random(shape[:2]) < 0.5, 255, image[..., 3])
         image[0, 0, 3] = 7  # transparent somewhere
@@ -100,19 +101,23 @@ def digitnet():
 
 
 def test_thin_pen_lines_are_read_as_drawn(pen, digitnet):
-    """Thin lines are not thickened to MNIST's width: small loops (a nine's head, a seven's hook) stay open.
+    """Thin lines are not thickened to MNIST's width: small loops (a nine's head, a seven's hook)
+    stay open.
 
     With every thin line thickened to MNIST's width this subset reads 96.4%; left thin, 97.6%.
     """
     subset = pen[::3]
-    accuracies = [pen_accuracy.accuracy(digitnet, subset, layout, 8)[0] for layout in ("recorded", "big")]
+    accuracies = [pen_accuracy.accuracy(digitnet, subset, layout, 8)[0] for layout in ("recorded",
+                                                                                       "big")]
     assert sum(accuracies) / 2 >= 0.97, accuracies
 
 
-@pytest.mark.parametrize("font", ["DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneralBolIta.ttf", "cmb10.ttf",
-                                  "cmss10.ttf"])
+@pytest.mark.parametrize("font",
+                         ["DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "STIXGeneralBolIta.ttf",
+                          "cmb10.ttf", "cmss10.ttf"])
 def test_printed_digits_keep_their_hairlines(digitnet, font):
-    """Thick lines are thinned only towards MNIST's width, so the thin parts of bold serif digits survive.
+    """Thick lines are thinned only towards MNIST's width, so the thin parts of bold serif digits
+    survive.
 
     Thinning them as far as thin pen lines are left misreads 6 of these 50 digits.
     """
@@ -129,9 +134,17 @@ def test_printed_digits_keep_their_hairlines(digitnet, font):
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize("empty", [None, {}, {"composite": None, "layers": [], "background": None},
-                                   np.full((400, 400, 4), 255, np.uint8), np.zeros((400, 400, 4), np.uint8),
-                                   np.full((300, 300), 255, np.uint8)])
+@pytest.mark.parametrize(
+    "empty",
+    [
+        None,
+        {},
+        {"composite": None, "layers": [], "background": None},
+        np.full((400, 400, 4), 255, np.uint8),
+        np.zeros((400, 400, 4), np.uint8),
+        np.full((300, 300), 255, np.uint8),
+    ],
+)
 def test_empty_canvas_is_no_digit(empty):
     assert I.sketch_to_digit(empty) is None
 
@@ -177,8 +190,10 @@ def test_exif_orientation_is_applied(tmp_path):
     assert a[:20].mean() > 200 and a[-20:].mean() < 50  # white ends up on top
 
 
-@pytest.mark.parametrize("content,message", [(b"", "empty"), (b"hello", "not an image"),
-                                             (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not an image")])
+@pytest.mark.parametrize("content,message", [(b"", "empty"), (b"hello",
+                                                              "not an image"),
+                                             (b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+                                              "not an image")])
 def test_bad_files_are_clear_errors(tmp_path, content, message):
     (tmp_path / "bad.png").write_bytes(content)
     with pytest.raises(I.InputError, match=message):
@@ -210,7 +225,8 @@ def test_shift_tta_averages_shifted_and_mirrored_views():
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
     images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    x = (images.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    m, s = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+    x = (images.float() / 255 - m) / s
 
     def shifted(dy_dx):
         padded = np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect")
@@ -224,7 +240,8 @@ def test_shift_tta_averages_shifted_and_mirrored_views():
         expected = 0.5 * both_ways(x) + 0.25 * both_ways(shifted(-1)) + 0.25 * both_ways(shifted(1))
         plain = model(x)
     assert torch.allclose(predict_logits(model, images, mean, std), plain, atol=1e-5)
-    assert torch.allclose(predict_logits(model, images, mean, std, tta_flip=True, tta_shift=1), expected, atol=1e-5)
+    assert torch.allclose(predict_logits(model, images, mean, std, tta_flip=True, tta_shift=1),
+                          expected, atol=1e-5)
     assert not torch.allclose(expected, plain, atol=1e-3)
 
 

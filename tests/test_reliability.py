@@ -1,6 +1,7 @@
-"""Reliability through the API of a real `python app.py`: bad input of every kind, refused training requests and
-checkpoint uploads, and the app killed (SIGKILL) during a training. The full corpus, load, memory and fault figures
-come from the scripts in bench/ (README, "Reliability"); these are their fast parts, on the same code.
+"""Reliability through the API of a real `python app.py`: bad input of every kind, refused training
+requests and checkpoint uploads, and the app killed (SIGKILL) during a training. The full corpus,
+load, memory and fault figures come from the scripts in bench/ (README, "Reliability"); these are
+their fast parts, on the same code.
 """
 import pytest
 
@@ -63,13 +64,22 @@ def test_bad_archives_of_own_classes_are_refused_and_nothing_is_written(app):
 
 
 @pytest.mark.slow
-def test_app_killed_during_a_training_restarts_and_the_shipped_checkpoints_are_untouched(app, data_root):
-    # Last in this file: it kills the module's app, then starts and stops its own on the same run folder.
+def test_app_killed_during_a_training_restarts_and_the_shipped_checkpoints_are_untouched(app,
+                                                                                         data_root):
+    # Last in this file: it kills the module's app, then starts and stops its own on the same run
+    # folder.
     proc, url, workdir = app
-    result = kill_app_during_training(proc, url, workdir, str(data_root),
-                                      dict(epochs=1, max_train_images=4096, batch_size=32), retrain_steps=2)
+    result = kill_app_during_training(
+        proc,
+        url,
+        workdir,
+        str(data_root),
+        dict(epochs=1, max_train_images=4096, batch_size=32),
+        retrain_steps=2,
+    )
     checks = {k: v for k, v in result.items() if not k.endswith(" s")}
     assert checks == {"killed while training": True, "exit by SIGKILL": True,
-                      "shipped checkpoints unchanged after the kill": True, "serves a prediction after restart": True,
-                      "trains after restart": True, "shipped checkpoints unchanged at the end": True,
+                      "shipped checkpoints unchanged after the kill": True,
+                      "serves a prediction after restart": True, "trains after restart": True,
+                      "shipped checkpoints unchanged at the end": True,
                       "tracebacks in the restarted app's log": 0}

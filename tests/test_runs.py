@@ -1,5 +1,5 @@
-"""Training runs for the web app (core.services: runs, training_requests, visitor_models) on real MNIST, the
-bounds and upload checks, and `/train` over the API."""
+"""Training runs for the web app (core.services: runs, training_requests, visitor_models) on real
+MNIST, the bounds and upload checks, and `/train` over the API."""
 import os
 import sys
 import threading
@@ -21,7 +21,12 @@ from core.services.dashboard import OUTPUTS
 from core.services.runs import Trainer, in_background
 from core.services.settings import ServerSettings
 from core.services.shelf import Shelf
-from core.services.training_requests import TrainRequest, check_checkpoint, check_request, offered_datasets
+from core.services.training_requests import (
+    TrainRequest,
+    check_checkpoint,
+    check_request,
+    offered_datasets,
+)
 from core.services.visitor_models import VisitorModels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,16 +38,17 @@ SMALL = dict(max_train_images=512, batch_size=128)
 
 @pytest.fixture
 def service(tmp_path, data_root):
-    # Every figure and progress line sent, for the per-epoch assertions below (the app's default sends at most one
-    # set of figures a second: test_own_classes).
-    return Trainer(ServerSettings.make(runs_root=tmp_path / "runs", data_root=data_root), plot_every_s=0,
-                   progress_every_s=0)
+    # Every figure and progress line sent, for the per-epoch assertions below (the app's default
+    # sends at most one set of figures a second: test_own_classes).
+    return Trainer(ServerSettings.make(runs_root=tmp_path / "runs", data_root=data_root),
+                   plot_every_s=0, progress_every_s=0)
 
 
 def test_run_streams_start_progress_epochs_then_a_full_end_update(service, tmp_path):
     updates = list(service.run(TrainRequest(epochs=2, val_split=0.1, **SMALL), session="a"))
     start, *middle, end = updates
-    assert set(start) == {"progress", "log", "table"} and start["log"].startswith("digitnet on mnist (512 train")
+    assert set(start) == {"progress", "log",
+                          "table"} and start["log"].startswith("digitnet on mnist (512 train")
     epochs = [u for u in middle if "report" in u]
     progress = [u for u in middle if u not in epochs]
     assert len(epochs) == 2 and all(set(u) <= {"progress", "curves"} for u in progress)
@@ -51,7 +57,11 @@ def test_run_streams_start_progress_epochs_then_a_full_end_update(service, tmp_p
     assert any("curves" in u for u in middle[:middle.index(epochs[0])])
     for number, update in enumerate(epochs, 1):
         for name in FIGURES:
-            assert update[name].dtype == np.uint8 and update[name].ndim == 3 and update[name].shape[2] == 3
+            assert (
+                update[name].dtype == np.uint8
+                and update[name].ndim == 3
+                and update[name].shape[2] == 3
+            )
         assert len(update["table"]) == number and update["report"]["epoch"] == number
     assert set(end) == set(OUTPUTS)
     report = end["report"]
@@ -81,7 +91,8 @@ def test_stop_after_an_epoch_keeps_it_and_resume_finishes_the_run(service):
     # A stopped run's file resumes anywhere.
     assert VisitorModels(service.folders).adopt(end["checkpoint"], {})[3]["resumable"]
 
-    # Stopped again before the resumed run finishes an epoch: the file it resumed from is still the one to keep.
+    # Stopped again before the resumed run finishes an epoch: the file it resumed from is still the
+    # one to keep.
     interrupted = []
     for update in service.run(TrainRequest(), session="a", resume_from=end["run"]["checkpoint"]):
         interrupted.append(update)
@@ -91,18 +102,21 @@ def test_stop_after_an_epoch_keeps_it_and_resume_finishes_the_run(service):
     assert interrupted[-1]["run"] == {"checkpoint": end["checkpoint"], "resumable": True}
 
     resumed = list(service.run(TrainRequest(), session="a", resume_from=end["run"]["checkpoint"]))
-    assert [row[0] for row in resumed[0]["table"]] == ["1"] and "curves" in resumed[0]  # the history so far
+    # The history so far
+    assert [row[0] for row in resumed[0]["table"]] == ["1"] and "curves" in resumed[0]
     last = resumed[-1]
     assert last["report"]["epoch"] == 3 and last["report"]["stopped"] is False
     assert [row[0] for row in last["table"]] == ["1", "2", "3"]
-    assert Path(last["checkpoint"]).parent != Path(end["checkpoint"]).parent  # every run has its own folder
+    # Every run has its own folder
+    assert Path(last["checkpoint"]).parent != Path(end["checkpoint"]).parent
     with pytest.raises(InputError, match="nothing to resume"):
         next(service.run(TrainRequest(), session="a", resume_from=last["checkpoint"]))
 
 
 def test_stop_inside_the_first_epoch_ends_at_once_without_a_checkpoint(service):
     updates = []
-    for update in service.run(TrainRequest(epochs=1, max_train_images=4096, batch_size=64), session="b"):
+    for update in service.run(TrainRequest(epochs=1, max_train_images=4096, batch_size=64),
+                              session="b"):
         updates.append(update)
         if len(updates) == 2:  # the first progress event
             service.stop("b")
@@ -130,9 +144,12 @@ def test_a_run_steps_in_its_own_nicer_thread_only_when_asked_and_errors_reach_th
     time.sleep(0.2)
     assert len(seen) == 1  # the run waits for its caller, as if the caller stepped it itself
     assert list(stream) == [1, 2] and ended == [1]  # on_end ran before the caller saw the end
-    assert {thread for _, thread, _ in seen} != {threading.get_ident()} and len({t for _, t, _ in seen}) == 1
+    assert {thread for _, thread, _ in seen} != {threading.get_ident()} and len(
+        {t for _, t, _ in seen}
+    ) == 1
     if sys.platform.startswith("linux"):
-        assert {nice for *_, nice in seen} == {min(19, _niceness() + 5)}  # the caller's own priority is unchanged
+        # The caller's own priority is unchanged
+        assert {nice for *_, nice in seen} == {min(19, _niceness() + 5)}
     with pytest.raises(FloatingPointError, match="loss is nan"):
         list(in_background(events(True), on_end=lambda: ended.append(2)))
     assert ended == [1, 2]
@@ -152,7 +169,8 @@ def test_a_caller_that_leaves_returns_at_once_and_the_run_is_closed_in_its_threa
     stream = in_background(events(), on_end=ended.set)
     assert next(stream) == "batch"
     t0 = time.perf_counter()
-    stream.close()  # the page went away: Gradio closes the stream from its event loop, which must not block
+    # The page went away: Gradio closes the stream from its event loop, which must not block
+    stream.close()
     assert time.perf_counter() - t0 < 0.3 and not ended.is_set()
     assert ended.wait(10) and closed.is_set()
 
@@ -191,7 +209,8 @@ def test_bounds_are_enforced_with_clear_messages(tmp_path, change, message):
     service = Trainer(ServerSettings.make(runs_root=tmp_path))
     with pytest.raises(InputError, match=message.replace("(", r"\(")):
         next(service.run(TrainRequest(**change)))
-    assert not service.busy() and not any(tmp_path.iterdir())  # refused before any run folder exists
+    # Refused before any run folder exists
+    assert not service.busy() and not any(tmp_path.iterdir())
 
 
 def test_defaults_are_the_fast_preset_and_the_time_cap_holds(tmp_path):
@@ -212,16 +231,22 @@ def test_folder_datasets_stay_inside_the_allowed_root(tmp_path):
     settings = ServerSettings.make(runs_root=tmp_path / "runs", folder_root=root)
     assert "imagefolder" in offered_datasets(settings)
     assert "imagefolder" not in offered_datasets(ServerSettings.make())
-    cfg = check_request(TrainRequest(dataset="imagefolder", model="lenet", folder="shapes"), settings)
+    cfg = check_request(TrainRequest(dataset="imagefolder", model="lenet", folder="shapes"),
+                        settings)
     assert cfg.data_root == str((root / "shapes").resolve()) and cfg.channels == 3
-    for folder, message in (("../secret", "outside the allowed folder"), (str(tmp_path / "secret"), "outside"),
-                            ("escape", "outside"), ("shapes/../../secret", "outside"),
-                            ("missing", "does not exist"), ("", "give the image folder")):
+    for folder, message in (
+        ("../secret", "outside the allowed folder"),
+        (str(tmp_path / "secret"), "outside"),
+        ("escape", "outside"),
+        ("shapes/../../secret", "outside"),
+        ("missing", "does not exist"),
+        ("", "give the image folder"),
+    ):
         with pytest.raises(InputError, match=message):
             check_request(TrainRequest(dataset="imagefolder", folder=folder), settings)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Checkpoints a visitor uploads, and models offered to one session only
 
 @pytest.mark.parametrize("name", BAD_CHECKPOINTS)
@@ -241,7 +266,8 @@ def test_uploaded_model_is_offered_to_that_session_only(tmp_path):
     check_checkpoint(SHIPPED_DIGITS)
     own, kind, key, run, message = models.adopt(str(SHIPPED_DIGITS), {})
     assert kind == DIGITS and key == "yours-1" and "Draw a digit" in message
-    assert run == {"checkpoint": run["checkpoint"], "resumable": False} and Path(run["checkpoint"]).is_file()
+    assert run == {"checkpoint": run["checkpoint"],
+                   "resumable": False} and Path(run["checkpoint"]).is_file()
     assert answers.shelf.choices(DIGITS, own)[0] == (f"yours: {own[key].name}", key)
     sketch = np.full((280, 280, 3), 255, np.uint8)
     sketch[40:240, 130:160] = 0
@@ -271,9 +297,10 @@ def test_onnx_download_of_an_uploaded_model_is_written_once_beside_it(tmp_path):
     probs, _ = session.run(None, {"image": np.zeros((3, 1, 28, 28), np.float32)})
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
     written = path.stat().st_mtime_ns
-    assert models.onnx(run["checkpoint"]) == str(path) and path.stat().st_mtime_ns == written  # not again
+    # Not again
+    assert models.onnx(run["checkpoint"]) == str(path) and path.stat().st_mtime_ns == written
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Through the API of a launched app
 
 @pytest.fixture(scope="module")
@@ -288,12 +315,16 @@ def test_api_train_with_defaults_and_a_step_budget_returns_the_report(served):
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = {p["parameter_name"]: p for p in api["/train"]["parameters"]}
     assert all(p["parameter_has_default"] for p in params.values())
-    assert params["dataset"]["parameter_default"] == "mnist" and params["model"]["parameter_default"] == "digitnet"
+    assert (
+        params["dataset"]["parameter_default"] == "mnist"
+        and params["model"]["parameter_default"] == "digitnet"
+    )
     # The session-models state is hidden: the predictors' API is what it was.
     assert [p["parameter_name"] for p in api["/predict_digit"]["parameters"]] == ["sketch", "model"]
     assert [p["parameter_name"] for p in api["/classify_image"]["parameters"]] == ["photo", "model"]
 
-    outputs = client.submit(max_steps=3, max_train_images=600, api_name="/train").result(timeout=300)
+    outputs = client.submit(max_steps=3, max_train_images=600,
+                            api_name="/train").result(timeout=300)
     report = next(o for o in outputs if isinstance(o, dict) and "train_seconds" in o)
     assert report["epoch"] == 1 and report["stopped"] is False and 0.0 <= report["test_acc"] <= 1.0
     downloaded = next(o for o in outputs if isinstance(o, str) and o.endswith(".pt"))

@@ -48,14 +48,16 @@ def tiny_folder(tmp_path):
 
 
 def _tiny_cfg(root, tmp_path, **kw):
-    base = dict(dataset="imagefolder", model="digitnet", data_root=str(root), image_size=12, channels=1, epochs=3,
-                batch_size=16, lr=0.05, augment=False, out=str(tmp_path / "tiny.pt"))
+    base = dict(dataset="imagefolder", model="digitnet", data_root=str(root), image_size=12,
+                channels=1, epochs=3, batch_size=16, lr=0.05, augment=False,
+                out=str(tmp_path / "tiny.pt"))
     base.update(kw)
     return T.TrainConfig(**base)
 
 
 def test_tiny_run_lowers_loss(tiny_folder, tmp_path):
-    reports = [e for e in _events(_tiny_cfg(tiny_folder, tmp_path, epochs=4)) if e["type"] == "epoch"]
+    reports = [e for e in _events(_tiny_cfg(tiny_folder, tmp_path,
+                                            epochs=4)) if e["type"] == "epoch"]
     assert reports[-1]["train_loss"] < reports[0]["train_loss"]
     assert reports[-1]["test_acc"] >= 0.9
 
@@ -73,8 +75,8 @@ def test_resume_equals_uninterrupted(tiny_folder, tmp_path):
         if e["type"] == "epoch":
             stop_after["n"] += 1
     assert ckpt.load_checkpoint(tmp_path / "part.pt")["epoch"] == 2
-    resumed = _tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "part.pt"), epochs=3, augment=True,
-                        resume=str(tmp_path / "part.pt"))
+    resumed = _tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "part.pt"), epochs=3,
+                        augment=True, resume=str(tmp_path / "part.pt"))
     end = _events(resumed)[-1]
     assert end["epoch"] == 3
     a = ckpt.load_checkpoint(tmp_path / "full.pt")["state_dict"]
@@ -99,9 +101,19 @@ def test_stop_flag_ends_between_batches_and_keeps_last_epoch(tiny_folder, tmp_pa
     assert ckpt.load_checkpoint(tmp_path / "tiny.pt")["epoch"] == 1
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 10**6), ("batch_size", 10**6), ("lr", -1.0), ("lr", float("nan")),
-                                         ("val_split", 0.9), ("optimizer", "rmsprop"), ("model", "nope"),
-                                         ("epochs", "3")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("epochs", 10**6),
+        ("batch_size", 10**6),
+        ("lr", -1.0),
+        ("lr", float("nan")),
+        ("val_split", 0.9),
+        ("optimizer", "rmsprop"),
+        ("model", "nope"),
+        ("epochs", "3"),
+    ],
+)
 def test_bounds_are_enforced(field, value):
     cfg = T.TrainConfig(**{"dataset": "mnist", "model": "digitnet", field: value})
     with pytest.raises(ValueError):
@@ -110,15 +122,18 @@ def test_bounds_are_enforced(field, value):
 
 def test_defaults_come_from_the_model_recipe():
     cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cnn"), "photo")
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.momentum, cfg.tta_shift) == ("adam", 1e-3, 128, 0.9, 0)
+    got = (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.momentum, cfg.tta_shift)
+    assert got == ("adam", 1e-3, 128, 0.9, 0)
     cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet"), "photo")
     assert (cfg.momentum, cfg.tta_shift) == (0.85, 1)
-    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet", momentum=0.5, tta_shift=0), "photo")
+    cfg = T.resolve_config(T.TrainConfig(dataset="cifar10", model="cifarnet", momentum=0.5,
+                                         tta_shift=0), "photo")
     assert (cfg.momentum, cfg.tta_shift) == (0.5, 0)
 
 
 def test_norm_shifts_learn_faster_where_the_model_asks(tiny_folder, tmp_path):
-    # cifarnet asks for its BatchNorm shifts to learn 64x faster, with the same decay per step as its weights.
+    # cifarnet asks for its BatchNorm shifts to learn 64x faster, with the same decay per step as
+    # its weights.
     def first_epoch_only(cfg):
         # Stopped after epoch 1 of 3, so the checkpoint keeps its optimizer state.
         done: list[dict] = []
@@ -132,7 +147,9 @@ def test_norm_shifts_learn_faster_where_the_model_asks(tiny_folder, tmp_path):
     slow = [g for g in groups if g["lr_scale"] == 1.0 and g["weight_decay"] > 0]
     assert len(fast) == 1 and len(slow) == 1
     assert fast[0]["lr"] == pytest.approx(64 * slow[0]["lr"]) and slow[0]["lr"] > 0
-    assert fast[0]["lr"] * fast[0]["weight_decay"] == pytest.approx(slow[0]["lr"] * slow[0]["weight_decay"])
+    assert fast[0]["lr"] * fast[0]["weight_decay"] == pytest.approx(
+        slow[0]["lr"] * slow[0]["weight_decay"]
+    )
     plain = first_epoch_only(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "plain.pt")))
     assert {g["lr_scale"] for g in plain} == {1.0}
 
@@ -152,8 +169,9 @@ def test_only_the_last_evaluation_pays_for_shifted_views(tiny_folder, tmp_path, 
 
 
 def test_cli_json_last_line(tiny_folder, tmp_path, capsys):
-    rc = T.main(["--dataset", "imagefolder", "--data-root", str(tiny_folder), "--image-size", "12", "--channels", "1",
-                 "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "cli.pt"), "--json"])
+    rc = T.main(["--dataset", "imagefolder", "--data-root", str(tiny_folder), "--image-size", "12",
+                 "--channels", "1", "--epochs", "1", "--batch-size", "16", "--out",
+                 str(tmp_path / "cli.pt"), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"test_acc", "train_seconds", "epochs", "checkpoint"} <= set(summary)
@@ -167,16 +185,18 @@ def test_cli_json_last_line(tiny_folder, tmp_path, capsys):
 
 
 def test_cli_reports_missing_data_cleanly(tmp_path, capsys):
-    rc = T.main(["--dataset", "imagefolder", "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path / "x.pt")])
+    rc = T.main(["--dataset", "imagefolder", "--data-root", str(tmp_path / "missing"), "--out",
+                 str(tmp_path / "x.pt")])
     assert rc == 2
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_a_teacher_steers_the_training_and_is_recorded(tiny_folder, tmp_path):
     _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "teacher.pt"), epochs=2))
-    plain = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "plain.pt"), epochs=1, seed=1))
-    taught = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "taught.pt"), epochs=1, seed=1,
-                               teacher=str(tmp_path / "teacher.pt"), distill_weight=2.0))
+    plain = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "plain.pt"), epochs=1,
+                              seed=1))
+    taught = _events(_tiny_cfg(tiny_folder, tmp_path, out=str(tmp_path / "taught.pt"), epochs=1,
+                               seed=1, teacher=str(tmp_path / "teacher.pt"), distill_weight=2.0))
     assert taught[-1]["type"] == plain[-1]["type"] == "end"
     # same seed, same batches: only the teacher's term differs, and it adds to the loss
     loss = [[e for e in ev if e["type"] == "epoch"][0]["train_loss"] for ev in (plain, taught)]
@@ -184,7 +204,9 @@ def test_a_teacher_steers_the_training_and_is_recorded(tiny_folder, tmp_path):
     a = ckpt.load_checkpoint(tmp_path / "plain.pt")["state_dict"]
     b = ckpt.load_checkpoint(tmp_path / "taught.pt")["state_dict"]
     assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert ckpt.load_checkpoint(tmp_path / "taught.pt")["config"]["teacher"] == str(tmp_path / "teacher.pt")
+    assert ckpt.load_checkpoint(tmp_path / "taught.pt")["config"]["teacher"] == str(
+        tmp_path / "teacher.pt"
+    )
 
 
 def test_a_teacher_of_other_classes_or_a_negative_weight_is_refused(tiny_folder, tmp_path):

@@ -1,5 +1,6 @@
-"""Honest answers: the energy score, its threshold fitted at the end of training and stored in the checkpoint, and
-"not sure" for inputs that are none of a model's classes, through the handler and through gradio_client."""
+"""Honest answers: the energy score, its threshold fitted at the end of training and stored in the
+checkpoint, and "not sure" for inputs that are none of a model's classes, through the handler and
+through gradio_client."""
 import numpy as np
 import pytest
 import torch
@@ -34,8 +35,8 @@ def test_energy_score_is_the_tempered_logsumexp():
 def test_the_threshold_passes_the_asked_share_of_held_out_images():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (400, 1, 8, 8), generator=g, dtype=torch.uint8)
-    data = ImageData(images, torch.zeros(400, dtype=torch.long), ["a", "b"], (0.5,), (0.25,), "x", "greyscale",
-                     "shift", False)
+    data = ImageData(images, torch.zeros(400, dtype=torch.long), ["a", "b"], (0.5,), (0.25,), "x",
+                     "greyscale", "shift", False)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
     threshold = fit_unsure_threshold(model, data, temperature=1.0)
     with torch.no_grad():
@@ -46,7 +47,8 @@ def test_the_threshold_passes_the_asked_share_of_held_out_images():
 def test_a_few_examples_are_seen_through_several_augmented_views():
     images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
     images[:, :, 2:6, 2:6] = 255
-    data = ImageData(images, torch.tensor([0, 1] * 3), ["a", "b"], (0.5,), (0.25,), "x", "greyscale", "shift", False)
+    data = ImageData(images, torch.tensor([0, 1] * 3), ["a", "b"], (0.5,), (0.25,), "x",
+                     "greyscale", "shift", False)
     seen = []
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
@@ -56,11 +58,12 @@ def test_a_few_examples_are_seen_through_several_augmented_views():
 
 def test_a_training_stores_the_threshold_and_the_predictor_reads_it(tmp_path, data_root):
     out = tmp_path / "run.pt"
-    cfg = T.TrainConfig(dataset="mnist", data_root=str(data_root), max_train_images=512, val_split=0.2, epochs=1,
-                        test=False, out=str(out))
+    cfg = T.TrainConfig(dataset="mnist", data_root=str(data_root), max_train_images=512,
+                        val_split=0.2, epochs=1, test=False, out=str(out))
     *_, end = T.train(cfg)
     payload = ckpt.load_checkpoint(out)
-    assert isinstance(payload["unsure_threshold"], float) and payload["unsure_threshold"] == end["unsure_threshold"]
+    assert isinstance(payload["unsure_threshold"],
+                      float) and payload["unsure_threshold"] == end["unsure_threshold"]
     predictor = Predictor.load(out)
     assert predictor.unsure_threshold == payload["unsure_threshold"]
     judgement = predictor.judge(np.zeros((28, 28), np.uint8))
@@ -111,10 +114,12 @@ def test_api_answers_carry_unsure_and_old_outputs_stay(tmp_path):
     Image.fromarray(letter).save(tmp_path / "letter.png")
     with serve_app() as url:
         client = api_client(url)
-        answer = client.predict(sketch_payload(tmp_path / "letter.png"), None, api_name="/answer_digit")
+        answer = client.predict(sketch_payload(tmp_path / "letter.png"), None,
+                                api_name="/answer_digit")
         assert set(answer) == {"model", "top", "label", "unsure", "score", "threshold", "message"}
         assert answer["unsure"] is (answer["score"] < answer["threshold"])
-        label, seen, status = client.predict(sketch_payload(tmp_path / "letter.png"), None, api_name="/predict_digit")
+        label, seen, status = client.predict(sketch_payload(tmp_path / "letter.png"), None,
+                                             api_name="/predict_digit")
         assert label["label"] == answer["label"] and ("Not sure" in status) is answer["unsure"]
         cat = client.predict(handle_file(str(CAT)), None, api_name="/answer_photo")
         assert cat["label"] == "cat" and cat["unsure"] is False

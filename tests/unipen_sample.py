@@ -12,22 +12,29 @@ import numpy as np
 
 
 def _shape(label: int, rng: np.random.Generator) -> list[list[tuple[int, int]]]:
-    """Strokes of a crude digit in tablet units (y up): a ring for 0, a bar for 1, two strokes for 7, else a
-    zig-zag whose turns depend on the label."""
+    """Strokes of a crude digit in tablet units (y up): a ring for 0, a bar for 1, two strokes for
+    7, else a zig-zag whose turns depend on the label."""
     cx, cy, h = rng.uniform(200, 300), rng.uniform(200, 300), rng.uniform(120, 220)
     if label == 0:
-        return [[(cx + 0.35 * h * math.cos(t), cy + 0.5 * h * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 24)]]
+        return [
+            [
+                (cx + 0.35 * h * math.cos(t), cy + 0.5 * h * math.sin(t))
+                for t in np.linspace(0, 2 * math.pi, 24)
+            ]
+        ]
     if label == 1:
         return [[(cx, cy + h / 2 - i * h / 11) for i in range(12)]]
     if label == 7:
         return [[(cx - h / 3 + i * h / 15, cy + h / 2) for i in range(11)],
                 [(cx + h / 3 - i * h / 30, cy + h / 2 - i * h / 15) for i in range(16)]]
-    return [[(cx + (h / 3) * math.sin(i * (label + 1) / 4), cy + h / 2 - i * h / 19) for i in range(20)]]
+    return [[(cx + (h / 3) * math.sin(i * (label + 1) / 4),
+              cy + h / 2 - i * h / 19) for i in range(20)]]
 
 
 def synthetic_unipen(writers: int = 5, per_writer: int = 10, seed: int = 0) -> str:
     rng = np.random.default_rng(seed)
-    lines = [".LEXICON \"0\" \"1\" \"2\" \"3\" \"4\" \"5\" \"6\" \"7\" \"8\" \"9\"", ".HIERARCHY DIGIT", ""]
+    lines = [".LEXICON \"0\" \"1\" \"2\" \"3\" \"4\" \"5\" \"6\" \"7\" \"8\" \"9\"",
+             ".HIERARCHY DIGIT", ""]
     n = 0
     for writer in range(1, writers + 1):
         for i in range(per_writer):

@@ -119,7 +119,8 @@ class Dashboard:
         return out
 
     def epoch(self, e: dict) -> dict:
-        self.history.append({k: v for k, v in e.items() if k not in ("confusion", "samples", "type")})
+        self.history.append({k: v for k, v in e.items() if k not in ("confusion", "samples",
+                                                                     "type")})
         self.log.append(epoch_line(e))
         acc = e.get("test_acc", e.get("val_acc"))
         text = f"epoch {e['epoch']}/{e['epochs']} done" + (
@@ -127,7 +128,8 @@ class Dashboard:
         now = time.monotonic()
         figures = now - self._plotted >= self.plot_every_s
         if not figures and now - self._progressed < self.progress_every_s:
-            self._unplotted = e  # nothing sent now: the next update (the end's at the latest) has it
+            # Nothing sent now: the next update (the end's at the latest) has it
+            self._unplotted = e
             self.latest.update(progress=progress_html(1.0, text), report=summarize(e))
             return {}
         self._progressed = now

@@ -1,9 +1,11 @@
-"""A visitor's own classes: named classes of examples (sketches or photos) kept in a per-session folder.
+"""A visitor's own classes: named classes of examples (sketches or photos) kept in a per-session
+folder.
 
-The folder is an image folder of the dataset registry (`imagefolder`: one sub-folder per class, its kind recorded
-in FOLDER_RECORD), so training on it is `core.train` with a transfer start (`core.transfer`) and nothing else.
-Everything that arrives is checked here: class names, each image (decoded with the app's limits, re-encoded as
-PNG), and a .zip before anything in it is read (size, entry count, unpacked size and ratio, paths, links, nesting).
+The folder is an image folder of the dataset registry (`imagefolder`: one sub-folder per class, its
+kind recorded in FOLDER_RECORD), so training on it is `core.train` with a transfer start
+(`core.transfer`) and nothing else. Everything that arrives is checked here: class names, each image
+(decoded with the app's limits, re-encoded as PNG), and a .zip before anything in it is read (size,
+entry count, unpacked size and ratio, paths, links, nesting).
 
     examples = ExampleSet(folder, "sketch")
     examples.add_class("circle"); examples.add_sketch("circle", sketchpad_value)
@@ -44,7 +46,8 @@ __all__ = ["ExampleSet", "ImportReport", "ClassFolders", "own_kind", "check_clas
 
 MIN_CLASSES = 2
 MIN_EXAMPLES = 2  # per class, before training
-HELD_OUT_FROM = round(1 / FOLDER_TEST_SHARE)  # a class this large has one example held out (a fifth, rounded down)
+# A class this large has one example held out (a fifth, rounded down)
+HELD_OUT_FROM = round(1 / FOLDER_TEST_SHARE)
 MAX_EXAMPLES = 500  # per class
 MAX_NAME = 40
 MIN_SIDE = 8  # pixels: smaller images hold nothing to learn from
@@ -70,8 +73,8 @@ def check_class_name(name: Any) -> str:
     if not 1 <= len(name) <= MAX_NAME:
         raise InputError(f"a class name has 1 to {MAX_NAME} characters (got {len(name)})")
     if _BAD_NAME.search(name) or name.startswith("."):
-        raise InputError(f"the class name {name[:MAX_NAME]!r} has a character a class name cannot have "
-                         "(/ \\ : * ? \" < > |, control characters, or a leading dot)")
+        raise InputError(f"the class name {name[:MAX_NAME]!r} has a character a class name cannot "
+                         "have (/ \\ : * ? \" < > |, control characters, or a leading dot)")
     return name
 
 
@@ -94,12 +97,13 @@ class ImportReport:
 
 
 class ExampleSet:
-    """The classes and examples of one kind ("sketch" or "photo") in `folder` (created when needed)."""
+    """The classes and examples of one kind ("sketch" or "photo") in `folder` (created when
+    needed)."""
 
     def __init__(self, folder: str | Path, kind: str):
         self.folder, self.kind, self.spec = Path(folder), kind, own_kind(kind)
 
-    # -- classes ----------------------------------------------------------------------------------------------
+    # -- classes ----------------------------------------------------------------------------------
 
     def classes(self) -> dict[str, list[Path]]:
         """Class name -> its example files, in the order training labels them (sorted names)."""
@@ -112,7 +116,8 @@ class ExampleSet:
         return {name: len(files) for name, files in self.classes().items()}
 
     def summary(self) -> str:
-        """A line per class with its example count, and what is missing before training (Markdown)."""
+        """A line per class with its example count, and what is missing before training
+        (Markdown)."""
         counts = self.counts()
         if not counts:
             return f"No classes yet: add {MIN_CLASSES} to {MAX_CLASSES} classes by name."
@@ -123,13 +128,14 @@ class ExampleSet:
         except InputError as exc:
             ready = f"Before training: {exc}."
         if min(counts.values()) < HELD_OUT_FROM:
-            ready += (f" (A class of {HELD_OUT_FROM} or more examples has one in {HELD_OUT_FROM} held out, to show "
-                      "how well the model reads examples it did not learn from.)")
+            ready += (f" (A class of {HELD_OUT_FROM} or more examples has one in {HELD_OUT_FROM} "
+                      "held out, to show how well the model reads examples it did not learn from.)")
         return "\n".join(lines) + "\n\n" + ready
 
     def gallery(self, name: str | None, limit: int = 48) -> list[tuple[str, str]]:
         """(file, caption) of the newest examples of class `name` (of every class when None)."""
-        picked = [(str(f), cls) for cls, files in self.classes().items() if name in (None, cls) for f in files]
+        picked = [(str(f), cls) for cls, files in self.classes().items() if name in (None, cls)
+                  for f in files]
         return picked[-limit:]
 
     def _class_dir(self, name: Any, exists: bool = True) -> Path:
@@ -169,7 +175,7 @@ class ExampleSet:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / FOLDER_RECORD).write_text(json.dumps({"kind": self.kind}))
 
-    # -- examples ---------------------------------------------------------------------------------------------
+    # -- examples ---------------------------------------------------------------------------------
 
     def _store(self, path: Path, image: Image.Image) -> Path:
         """Write one example into the class folder `path` (re-encoded as PNG, atomically)."""
@@ -181,16 +187,18 @@ class ExampleSet:
         return out
 
     def _prepared(self, image: Image.Image) -> Image.Image:
-        """An uploaded image checked and turned into what is stored: grey for sketches, RGB for photos."""
+        """An uploaded image checked and turned into what is stored: grey for sketches, RGB for
+        photos."""
         if min(image.size) < MIN_SIDE:
-            raise InputError(f"the image is {image.width}x{image.height} pixels; at least {MIN_SIDE}x{MIN_SIDE} "
-                             "is needed")
+            raise InputError(f"the image is {image.width}x{image.height} pixels; at least "
+                             f"{MIN_SIDE}x{MIN_SIDE} is needed")
         rgb = load_photo(image)
         if not self.spec.drawn:
             return rgb
         grey = rgb.convert("L")
         if sketch_to_digit(np.asarray(grey)) is None:
-            raise InputError("nothing is drawn in this image (a sketch is dark strokes on a light ground)")
+            raise InputError("nothing is drawn in this image (a sketch is dark strokes on a light "
+                             "ground)")
         return grey
 
     def add_sketch(self, name: Any, sketch: Any) -> Path:
@@ -203,14 +211,18 @@ class ExampleSet:
         composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
         if composite is None:
             raise InputError("the sketch has no composite image (send it as the sketchpad does)")
-        image = load_photo(np.asarray(composite) if not isinstance(composite, (str, Path)) else composite)
+        drawn = composite if isinstance(composite, (str, Path)) else np.asarray(composite)
+        image = load_photo(drawn)
         path = self._class_dir(name)
         if _count(path) >= MAX_EXAMPLES:
-            raise InputError(f"the class {path.name!r} has {MAX_EXAMPLES} examples, the most it can hold")
+            raise InputError(f"the class {path.name!r} has {MAX_EXAMPLES} examples, the most it "
+                             "can hold")
         return self._store(path, image.convert("L"))
 
-    def add_images(self, name: Any, sources: list[Any], report: ImportReport | None = None) -> ImportReport:
-        """Store uploaded image files (paths or bytes) in class `name`; unreadable ones are skipped and counted."""
+    def add_images(self, name: Any, sources: list[Any],
+                   report: ImportReport | None = None) -> ImportReport:
+        """Store uploaded image files (paths or bytes) in class `name`; unreadable ones are skipped
+        and counted."""
         path = self._class_dir(name)
         report = report or ImportReport()
         count = _count(path)
@@ -228,7 +240,7 @@ class ExampleSet:
             report.added[path.name] = report.added.get(path.name, 0) + 1
         return report
 
-    # -- archives ---------------------------------------------------------------------------------------------
+    # -- archives ---------------------------------------------------------------------------------
 
     def export_zip(self, dest: str | Path) -> Path:
         """All examples as a .zip: one folder per class and the kind's record (FOLDER_RECORD)."""
@@ -250,19 +262,22 @@ class ExampleSet:
         return self.export_zip(self.folder.parent / f"my-{self.kind}-classes.zip")
 
     def import_zip(self, path: str | Path) -> ImportReport:
-        """Add the examples of a .zip of class folders (`class/*.png`, or `top/class/*.png`), merging into classes
-        of the same name. The whole archive is checked before any member is read; nothing is extracted to disk
-        as it comes: each image is decoded in memory and stored re-encoded."""
+        """Add the examples of a .zip of class folders (`class/*.png`, or `top/class/*.png`),
+        merging into classes of the same name. The whole archive is checked before any member is
+        read; nothing is extracted to disk as it comes: each image is decoded in memory and stored
+        re-encoded."""
         members, recorded = checked_members(path)
         if recorded and recorded != self.kind:
-            raise InputError(f"this archive holds {recorded} examples; switch the kind to {recorded} to import it")
+            raise InputError(f"this archive holds {recorded} examples; switch the kind to "
+                             f"{recorded} to import it")
         names = sorted({cls for cls, _ in members})
         for cls in names:
             check_class_name(cls)
         known = {k.casefold(): k for k in self.classes()}
         new = [c for c in names if c.casefold() not in known]
         if len(known) + len(new) > MAX_CLASSES:
-            raise InputError(f"the archive would make {len(known) + len(new)} classes; at most {MAX_CLASSES}")
+            raise InputError(f"the archive would make {len(known) + len(new)} classes; at most "
+                             f"{MAX_CLASSES}")
         report = ImportReport()
         with zipfile.ZipFile(path) as archive:
             for cls in names:
@@ -278,21 +293,23 @@ class ExampleSet:
         self._record()
         return report
 
-    # -- training ---------------------------------------------------------------------------------------------
+    # -- training ---------------------------------------------------------------------------------
 
     def check_trainable(self) -> dict[str, int]:
         counts = self.counts()
         if len(counts) < MIN_CLASSES:
-            raise InputError(f"add at least {MIN_CLASSES} classes first (there {'is' if len(counts) == 1 else 'are'} "
-                             f"{len(counts)})")
+            raise InputError(f"add at least {MIN_CLASSES} classes first (there "
+                             f"{'is' if len(counts) == 1 else 'are'} {len(counts)})")
         few = [f"{k} ({v})" for k, v in counts.items() if v < MIN_EXAMPLES]
         if few:
-            raise InputError(f"every class needs at least {MIN_EXAMPLES} examples: add more to {', '.join(few)}")
+            raise InputError(f"every class needs at least {MIN_EXAMPLES} examples: add more to "
+                             f"{', '.join(few)}")
         return counts
 
-    def train_config(self, init_from: str | Path | None, fine_tune: bool = True, seed: int = 0) -> TrainConfig:
-        """How to teach a model these classes (few_shot_config), a fifth of each class held out to show how
-        well it does (the folder dataset's split, rounded down per class)."""
+    def train_config(self, init_from: str | Path | None, fine_tune: bool = True,
+                     seed: int = 0) -> TrainConfig:
+        """How to teach a model these classes (few_shot_config), a fifth of each class held out to
+        show how well it does (the folder dataset's split, rounded down per class)."""
         counts = self.check_trainable()
         self._record()
         n_train = sum(v - int(v * FOLDER_TEST_SHARE) for v in counts.values())
@@ -304,7 +321,8 @@ def _count(class_dir: Path) -> int:
 
 
 def _reason(message: str) -> str:
-    """A skip reason to count: an InputError's message without the details that differ from file to file."""
+    """A skip reason to count: an InputError's message without the details that differ from file to
+    file."""
     if "pixels" in message and "at least" in message:
         return "images that are too small"
     if "too large" in message or "larger than" in message:
@@ -314,10 +332,11 @@ def _reason(message: str) -> str:
     return "files that are not readable images"
 
 
-def sweep_sessions(root: str | Path, ended: dict[str, float], now: float | None = None) -> list[str]:
-    """Remove the session folders under `root` whose session ended (`ended`: session -> time) more than
-    SESSION_MAX_AGE_S ago, and any left untouched for SESSION_IDLE_S (a server restarted forgets who ended);
-    returns the sessions removed."""
+def sweep_sessions(root: str | Path, ended: dict[str, float],
+                   now: float | None = None) -> list[str]:
+    """Remove the session folders under `root` whose session ended (`ended`: session -> time) more
+    than SESSION_MAX_AGE_S ago, and any left untouched for SESSION_IDLE_S (a server restarted
+    forgets who ended); returns the sessions removed."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -328,7 +347,8 @@ def sweep_sessions(root: str | Path, ended: dict[str, float], now: float | None 
             continue
         ended_at = ended.get(folder.name)
         last = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
-        if (ended_at is not None and now - ended_at > SESSION_MAX_AGE_S) or now - last > SESSION_IDLE_S:
+        left = ended_at is not None and now - ended_at > SESSION_MAX_AGE_S
+        if left or now - last > SESSION_IDLE_S:
             shutil.rmtree(folder, ignore_errors=True)
             ended.pop(folder.name, None)
             removed.append(folder.name)
@@ -363,7 +383,7 @@ class ClassFolders:
             self._ended[session] = time.time()
 
 
-# -------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Training on them
 
 STARTS = ("transfer", "scratch")  # from the shipped model's features, or from nothing

@@ -23,7 +23,8 @@ class ServerSettings:
             raise ValueError(f"allowed folder root {self.folder_root} is not a folder")
         seconds = self.max_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ValueError(f"max_seconds must be a number of seconds, 0 or more (got {seconds!r})")
+            raise ValueError(f"max_seconds must be a number of seconds, 0 or more (got "
+                             f"{seconds!r})")
 
     def run_seconds(self, asked: float) -> float:
         """The training time a run may take when `asked` (0: as long as it needs), under the cap."""

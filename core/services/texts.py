@@ -20,11 +20,12 @@ EMPTY_SKETCH = ("✏️ **Draw a digit** (0-9) in the white box. The prediction 
                 "stroke.")
 EMPTY_PHOTO = "📷 **Upload a photo** (PNG, JPEG, WebP, any size) or click an example below."
 
-OWN_INTRO = ("Teach a model your own classes: add 2 to 20 classes by name, give each a few examples "
-             "(draw them, or upload photos or one .zip with a folder per class), then train. It "
-             "starts from the shipped model's features, so ten examples per class are enough for a "
-             "first try; a fifth of each class (rounded down) is held out to show how well it does. "
-             "Your examples and models are yours only, and are removed an hour after you leave.")
+OWN_INTRO = ("Teach a model your own classes: add 2 to 20 classes by name, give each a few "
+             "examples (draw them, or upload photos or one .zip with a folder per class), then "
+             "train. It starts from the shipped model's features, so ten examples per class are "
+             "enough for a first try; a fifth of each class (rounded down) is held out to show how "
+             "well it does. Your examples and models are yours only, and are removed an hour after "
+             "you leave.")
 OWN_EMPTY = "✏️ **Draw** something here to ask your model what it is."
 OWN_UNTRAINED = "Train on your classes first (or upload a checkpoint)."
 

@@ -75,7 +75,8 @@ class VisitorModels:
         return own, tab, key, {"checkpoint": str(copy), "resumable": "train_state" in payload}, note
 
     def onnx(self, path: str | None) -> str:
-        """A run's checkpoint (or an uploaded copy) as ONNX (core.export), written beside it once."""
+        """A run's checkpoint (or an uploaded copy) as ONNX (core.export), written beside it
+        once."""
         if not path:
             raise InputError(NO_CHECKPOINT)
         out = Path(path).with_suffix(".onnx")
