@@ -18,11 +18,12 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from core.config import LIMITS, option_of
+from core.imagedata import cache_dir
 from core.kinds import DIGITS, PHOTOS, get_kind, own_kinds, tab_top_k
 from core.models import list_models
-from core.preparation import InputError, decoding_error
+from core.preparation import SKETCH, InputError, decoding_error
 from core.services import texts
-from core.services.answers import OWN_KEY, Answers, blank_canvas
+from core.services.answers import OWN_KEY, Answers
 from core.services.dashboard import OUTPUTS, TABLE_HEADERS
 from core.services.own_classes import (
     STARTS,
@@ -32,6 +33,8 @@ from core.services.own_classes import (
     train_own,
     trained_model,
 )
+from core.services.page_assets import WEB_DIR, PageAssets, page_compression, runtime_sources
+from core.services.page_models import PageModels
 from core.services.runs import Trainer
 from core.services.settings import ServerSettings
 from core.services.shelf import Shelf
@@ -154,32 +157,31 @@ def _session(request: gr.Request | None) -> str:
 # ------------------------------------------------------------------------------------------------
 # Pieces several tabs use
 
-# The Clear button presses the sketchpad's own "Clear canvas", and after any clear the brush is
-# picked again (a cleared editor has no tool selected). The clear is an input event like a stroke:
-# its prediction resets the answer.
-def _click_clear(elem_id: str) -> str:
-    button = f"#{elem_id} button[aria-label='Clear canvas']"
-    return f"""() => {{ document.querySelector("{button}")?.click(); }}"""
+PAD_HTML, PAD_CSS = ((WEB_DIR / f"digit_pad.{ext}").read_text() for ext in ("html", "css"))
+# The pad's code is one ES module, a page file (cached for a year): each pad imports and mounts it.
+PAD_CODE = "\n".join((WEB_DIR / name).read_text() for name in ("sketch_prep.js", "digit_pad.js"))
+PAD_LOADER = """
+// The pad sends the server a drawing with trigger("drawn", ...) when it cannot answer it itself.
+const root = ((window.gradio_config && window.gradio_config.root) || location.origin) + "/";
+import(new URL(props.code, root).href).then((pad) => pad.mount({element, trigger, props, watch}));
+"""
 
 
-def _pick_brush(elem_id: str) -> str:
-    brush = f"""document.querySelector("#{elem_id} button[aria-label='Brush']")?.click()"""
-    return f"() => {{ setTimeout(() => {brush}, 0); }}"
+def _pad(page: _Page, name: str, mode: str, prompt: str, model: dict | None = None,
+         untrained: str = "") -> gr.HTML:
+    """A drawing pad (web/digit_pad.js): mouse, pen or touch, undo, clear, a brush width. In
+    "answer" mode it answers in the page while the pen moves, with `model` (the page's files of
+    core.services.page_models), or through the server when the in-page runtime cannot start; in
+    "collect" mode its value is the drawing (a PNG data URL)."""
+    runtime = page.runtime if mode == "answer" else None
+    return gr.HTML(None, html_template=PAD_HTML, css_template=PAD_CSS, js_on_load=PAD_LOADER,
+                   elem_id=name, code=page.pad_code, pad=name, mode=mode, canvas=CANVAS,
+                   brush=2 * BRUSH_RADIUS, preparation=SKETCH, runtime=runtime, model=model,
+                   answer=None, prompt=prompt, untrained=untrained)
 
 
-def _sketchpad(elem_id: str, label: str, height: int = 520) -> gr.Sketchpad:
-    """The app's drawing canvas: a pen-like black brush on white, cleared in the browser, the brush
-    picked again after each clear. It opens on a white image: a sketchpad with an image opens with
-    the brush selected, an empty one with no tool."""
-    white = blank_canvas(CANVAS)
-    pad = gr.Sketchpad(value={"background": white, "layers": [], "composite": white},
-                       type="numpy", canvas_size=(CANVAS, CANVAS), fixed_canvas=True,
-                       brush=gr.Brush(default_size=BRUSH_RADIUS, colors=["#000000"],
-                                      color_mode="fixed"),
-                       eraser=gr.Eraser(default_size=2 * BRUSH_RADIUS), layers=False,
-                       transforms=(), height=height, label=label, elem_id=elem_id)
-    pad.clear(None, None, None, js=_pick_brush(elem_id), queue=False, api_visibility="private")
-    return pad
+def _clear_pad(name: str) -> str:
+    return f"() => {{ window.tvPads?.[{name!r}]?.clear(); }}"
 
 
 def _dashboard(prefix: str, prompt: str) -> dict[str, gr.Component]:
@@ -206,14 +208,16 @@ def _dashboard(prefix: str, prompt: str) -> dict[str, gr.Component]:
             "confusion": confusion, "table": table, "log": log_box, "report": report}
 
 
-def _stream(updates: Iterator[dict], note: str, *extra: Callable[[dict], object]) -> Iterator:
+def _stream(updates: Iterator[dict], note: str,
+            finish: Callable[[dict], tuple] = lambda update: ()) -> Iterator:
     """The dashboard's update dicts as output tuples in OUTPUTS order, then the status note (sent
-    once), then one value per `extra` function of the run's last update (the one with "run");
-    what did not change is skipped."""
+    once), then what `finish` makes of the run's last update (the one with "run"); what did not
+    change is skipped."""
+    extra = len(finish({}))
     for update in updates:
         last = "run" in update
         yield (*(update[k] if k in update else gr.skip() for k in OUTPUTS), note,
-               *(f(update) if last else gr.skip() for f in extra))
+               *(finish(update) if last else (gr.skip(),) * extra))
         note = gr.skip()
 
 
@@ -245,9 +249,19 @@ class _Page:
     trainer: Trainer
     models: VisitorModels
     classes: ClassFolders
+    pads: PageModels  # the digit models as the page runs them
+    runtime: dict  # where the page loads its runtime from
+    pad_code: str  # the URL of the pads' code
     own: gr.State  # the models this visitor trained or uploaded, theirs only
     digit_model: gr.Dropdown | None = None
     photo_model: gr.Dropdown | None = None
+
+    def pad_model(self, key: str | None, own: dict | None) -> dict | None:
+        """The page's files of the Draw tab's model `key` (a shipped one, or the visitor's); None
+        when there is no digit model at all."""
+        if key is None and not self.answers.shelf.default(DIGITS):
+            return None
+        return self.pads.spec(self.answers.shelf.predictor(key, DIGITS, own))
 
     def offered(self, own: dict, tab: str, key: str) -> tuple:
         """The predictor tabs' model dropdowns with a visitor's models, `key` selected in `tab`."""
@@ -256,7 +270,7 @@ class _Page:
 
     def model_buttons(self, use: gr.Button, upload: gr.File, onnx: gr.Button, onnx_file: gr.File,
                       run: gr.State, checkpoint: gr.File, note: gr.Markdown,
-                      tab_model: gr.State | None = None) -> None:
+                      tab_model: gr.State | None = None, tab_pad: gr.HTML | None = None) -> None:
         """Use this model, Upload a checkpoint and Download ONNX of a tab that trains."""
         dropdowns = [self.own, self.digit_model, self.photo_model]
 
@@ -266,7 +280,9 @@ class _Page:
 
         def adopted(path: str | None, own: dict) -> tuple:
             own, tab, key, state, message = self.models.adopt(path, own)
-            mine = ({OWN_KEY: own[key]},) if tab_model is not None else ()
+            mine = ()
+            if tab_model is not None:  # the tab's own model (its try-it pad answers with it)
+                mine = ({OWN_KEY: own[key]}, gr.update(model=self.pads.spec(own[key])))
             return (own, *self.offered(own, tab, key), state, *mine, state["checkpoint"],
                     message)
 
@@ -275,7 +291,7 @@ class _Page:
 
         use.click(_user_errors(used), [run, self.own], [*dropdowns, note],
                   api_visibility="private")
-        mine = [tab_model] if tab_model is not None else []
+        mine = [tab_model, tab_pad] if tab_model is not None else []
         upload.upload(_user_errors(adopted), [upload, self.own],
                       [*dropdowns, run, *mine, checkpoint, note], api_visibility="private")
         # Exports take seconds of CPU: one at a time, beside the predictions' and trainings' queues.
@@ -293,27 +309,41 @@ class _Page:
 # The tabs
 
 def _draw_tab(page: _Page) -> None:
-    """Draw a digit: the sketchpad, the top 3 after every stroke and the 28x28 the model saw."""
-    answers = page.answers
+    """Draw a digit: a pad that answers in the page while the pen moves (the top 3, the 28x28 the
+    model saw, "Not sure"), through the server where it must; the API's digit endpoints."""
+    answers, shelf = page.answers, page.answers.shelf
     with gr.Tab(texts.TAB_TITLES[DIGITS], id="draw"):
-        with gr.Row():
-            with gr.Column(scale=3):
-                sketch = _sketchpad("sketch", "Draw a digit")
-                clear = gr.Button("Clear", elem_id="clear-sketch")
-            page.digit_model, label, status, seen = _answer_column(
-                page, DIGITS, "digit", texts.EMPTY_SKETCH, "28x28")
-        # /answer_digit: the same answer as one JSON dict (with "unsure"), for API callers only.
-        answer, answer_button = gr.JSON(visible=False), gr.Button(visible=False)
+        page.digit_model = gr.Dropdown(choices=shelf.choices(DIGITS), value=shelf.default(DIGITS),
+                                       label="Model", elem_id="digit-model")
+        pad = _pad(page, "sketch", "answer", texts.DRAW_PROMPT,
+                   page.pad_model(shelf.default(DIGITS), {}))
+        # /predict_digit and /answer_digit, for API callers only: a sketchpad's value in (its
+        # composite is enough), the tab's answer out.
+        sketch = gr.Sketchpad(type="numpy", visible=False)
+        label, seen = gr.Label(visible=False), gr.Image(visible=False, format="png")
+        status, answer = gr.Markdown(visible=False), gr.JSON(visible=False)
+        predict_button, answer_button = gr.Button(visible=False), gr.Button(visible=False)
+
+    def from_server(model: str | None, own: dict, event: gr.EventData) -> dict:
+        drawing = event._data  # what the pad sent: {"id", "png"}
+        return gr.update(answer=answers.drawing_answer(drawing, model, own))
+
+    def chosen(model: str | None, own: dict) -> dict:
+        return gr.update(model=page.pad_model(model, own))
+
+    # The pad asks the server only when it cannot answer itself, one drawing at a time (the
+    # newest waits; the pad sends it when the answer before it is in).
+    pad.drawn(_user_errors(from_server), [page.digit_model, page.own], pad,
+              api_visibility="private", trigger_mode="multiple", show_progress="hidden",
+              concurrency_id="predict")
+    # A model is exported for the page once, the first time it is chosen (seconds of CPU).
+    page.digit_model.change(_user_errors(chosen), [page.digit_model, page.own], pad,
+                            api_visibility="private", show_progress="hidden",
+                            concurrency_limit=1, concurrency_id="export")
     inputs = [sketch, page.digit_model, page.own]
-    # Each finished stroke is an input event; "always_last" skips strokes a busy server has not
-    # reached yet. (The sketchpad's change event does not fire for strokes drawn in the browser.)
-    gr.on([sketch.input, page.digit_model.change], _user_errors(_own_image_file(
-        answers.predict_digit)), inputs, [label, seen, status], api_name="predict_digit",
-        trigger_mode="always_last", show_progress="hidden", concurrency_id="predict",
-        concurrency_limit=2)
-    # Clearing happens in the browser. (A fresh canvas sent from the server left the editor
-    # reloading it, with a spinner, and it dropped the next strokes.)
-    clear.click(None, None, None, js=_click_clear("sketch"), queue=False, api_visibility="private")
+    predict_button.click(_user_errors(_own_image_file(answers.predict_digit)), inputs,
+                         [label, seen, status], api_name="predict_digit",
+                         concurrency_id="predict", concurrency_limit=2)
     answer_button.click(_user_errors(answers.answer_digit), inputs, answer,
                         api_name="answer_digit", concurrency_id="predict")
 
@@ -371,7 +401,10 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
                 gallery = gr.Gallery(label="Examples of this class", columns=6, height=220,
                                      elem_id="own-gallery")
             with gr.Column(scale=2):
-                pad = _sketchpad("own-sketch", "Draw an example", height=460)
+                # (A pad's box is shown or hidden, never the pad: Gradio drops a gr.HTML's own
+                # properties when an update reaches it before it is on screen.)
+                with gr.Column() as pad_box:
+                    pad = _pad(page, "own-sketch", "collect", "")
                 add_sketch = gr.Button("Add to the class", variant="primary",
                                        elem_id="own-add-sketch")
                 photos = gr.File(file_count="multiple", file_types=["image"],
@@ -402,13 +435,17 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
                 view = _dashboard("own", "Add classes and examples, then click Train on my "
                                   "classes.")
             with gr.Column(scale=1, min_width=320):
-                try_pad = _sketchpad("own-try", "Try it: draw", height=360)
+                gr.Markdown("**Try it**")
+                with gr.Column() as try_box:
+                    try_pad = _pad(page, "own-try", "answer", texts.OWN_EMPTY,
+                                   untrained=texts.OWN_UNTRAINED)
                 try_photo = gr.Image(type="filepath", sources=["upload", "clipboard", "webcam"],
                                      label="Try it: a photo", visible=False, height=240,
                                      elem_id="own-try-photo")
-                answer = gr.Label(num_top_classes=3, label="Your model says", elem_id="own-label")
+                answer = gr.Label(num_top_classes=3, label="Your model says", visible=False,
+                                  elem_id="own-label")
                 seen = gr.Image(label="What the model saw", interactive=False, height=160,
-                                buttons=[], format="png", elem_id="own-seen")
+                                buttons=[], format="png", visible=False, elem_id="own-seen")
                 try_status = gr.Markdown(elem_id="own-try-status")
                 checkpoint = gr.File(label="Checkpoint (download)", interactive=False, height=120,
                                      elem_id="own-checkpoint")
@@ -444,8 +481,8 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
         drawn = get_kind(kind).drawn
         *classes, for_sketch, for_shot = refresh(examples(kind, request))
         return (*classes, {**for_sketch, "visible": drawn}, {**for_shot, "visible": not drawn},
-                *(gr.update(visible=drawn) for _ in (pad, try_pad)),
-                *(gr.update(visible=not drawn) for _ in (photos, shot, try_photo)))
+                *(gr.update(visible=drawn) for _ in (pad_box, try_box)),
+                *(gr.update(visible=not drawn) for _ in (photos, shot, try_photo, answer, seen)))
 
     def added_class(kind: str, name: str, request: gr.Request) -> tuple:
         ex = examples(kind, request)
@@ -483,23 +520,31 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
     def exporting(kind: str, request: gr.Request) -> str:
         return str(examples(kind, request).download())
 
+    def finished(update: dict) -> tuple:
+        """The tab's own model after a run (its try-it pad answers with it), or nothing yet."""
+        if not update:
+            return gr.skip(), gr.skip()
+        own = trained_model(update)
+        return own, gr.update(model=page.pads.spec(own[OWN_KEY]) if own else None)
+
     def train_classes(kind: str, start: str, fine: bool, request: gr.Request):
         updates = train_own(page.trainer, page.answers.shelf, examples(kind, request), start,
                             fine, _session(request))
-        yield from _stream(updates, page.trainer.device_note(), trained_model)
+        yield from _stream(updates, page.trainer.device_note(), finished)
 
     def train_api(path: str | None, kind: str, start: str, request: gr.Request) -> tuple:
         """/train_own: a .zip of class folders -> (the run's report, its checkpoint)."""
         return train_archive(page.trainer, page.answers.shelf, page.classes, path, kind, start,
                              _session(request))
 
-    def try_sketch(sketch, model: dict) -> tuple:
-        return page.answers.try_own(sketch, model, drawn=True)
+    def try_from_server(model: dict, event: gr.EventData) -> dict:
+        drawing = event._data  # what the pad sent: {"id", "png"}
+        return gr.update(answer=page.answers.drawing_answer(drawing, OWN_KEY, model))
 
     def try_picture(photo, model: dict) -> tuple:
-        return page.answers.try_own(photo, model, drawn=False)
+        return page.answers.try_picture(photo, model)
 
-    kind_outputs = [*shown_classes, pad, try_pad, photos, shot, try_photo]
+    kind_outputs = [*shown_classes, pad_box, try_box, photos, shot, try_photo, answer, seen]
     gr.on([demo.load, kind.change], _user_errors(show), [kind], kind_outputs,
           api_visibility="private")
     gr.on([add_class.click, new_name.submit], _user_errors(added_class), [kind, new_name],
@@ -511,7 +556,7 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
                  api_visibility="private")
     add_sketch.click(_user_errors(drawn), [kind, target, pad], shown_classes,
                      api_visibility="private").success(None, None, None,
-                                                       js=_click_clear("own-sketch"), queue=False)
+                                                       js=_clear_pad("own-sketch"), queue=False)
     photos.upload(_user_errors(uploaded), [kind, target, photos], [*shown_classes, photos],
                   api_visibility="private")
     add_shot.click(_user_errors(uploaded), [kind, target, shot], [*shown_classes, shot],
@@ -519,7 +564,8 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
     archive.upload(_user_errors(imported), [kind, archive], [*shown_classes, archive],
                    api_visibility="private")
     export.click(_user_errors(exporting), [kind], exported, api_visibility="private")
-    outputs = [*(view[k] for k in OUTPUTS[:-2]), checkpoint, run_state, status, own_model]
+    outputs = [*(view[k] for k in OUTPUTS[:-2]), checkpoint, run_state, status, own_model,
+               try_pad]
     train_btn.click(_user_errors(train_classes), [kind, start, fine_tune], outputs,
                     api_visibility="private", concurrency_limit=1, concurrency_id="train",
                     show_progress="minimal", show_progress_on=[view["progress"]])
@@ -528,14 +574,13 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
                      [api_report, api_checkpoint], api_name="train_own", concurrency_limit=1,
                      concurrency_id="train")
     try_outputs = [answer, seen, try_status]
-    try_pad.input(_user_errors(_own_image_file(try_sketch)), [try_pad, own_model], try_outputs,
-                  api_visibility="private", trigger_mode="always_last", show_progress="hidden",
-                  concurrency_id="predict")
+    try_pad.drawn(_user_errors(try_from_server), [own_model], try_pad, api_visibility="private",
+                  trigger_mode="multiple", show_progress="hidden", concurrency_id="predict")
     try_photo.change(_user_errors(_own_image_file(_uploads_only(try_picture))),
                      [try_photo, own_model], try_outputs, api_visibility="private",
                      preprocess=False, concurrency_id="predict")
     page.model_buttons(use_btn, upload, onnx_btn, onnx_file, run_state, checkpoint, try_status,
-                       tab_model=own_model)
+                       tab_model=own_model, tab_pad=try_pad)
 
 
 def _option_input(name: str, value, elem: str, step: float | None = None,
@@ -658,30 +703,39 @@ def _train_tab(demo: gr.Blocks, page: _Page) -> None:
 
 
 def build_app(shelf: Shelf | None = None, settings: ServerSettings | None = None) -> gr.Blocks:
-    settings = settings or ServerSettings.make()
+    settings, shelf = settings or ServerSettings.make(), shelf or Shelf()
     trainer = Trainer(settings)
-    # Every stroke uploads the canvas and every answer writes an image: files older than an hour
-    # are deleted, hourly.
+    assets = PageAssets(cache_dir() / "page")
+    pads = PageModels(assets, cache_dir() / "onnx", shelf.folder)
+    # Uploads and answers' images are files: those older than an hour are deleted, hourly.
     with _Blocks(title="TinyVision Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(texts.TITLE)
-        page = _Page(Answers(shelf or Shelf()), trainer, VisitorModels(trainer.folders),
-                     ClassFolders(settings.runs_root / "classes"), gr.State({}))
+        page = _Page(Answers(shelf), trainer, VisitorModels(trainer.folders),
+                     ClassFolders(settings.runs_root / "classes"), pads,
+                     runtime_sources(assets), assets.add("digit_pad.mjs", PAD_CODE.encode()),
+                     gr.State({}))
         _draw_tab(page)
         _photo_tab(page)
         _own_tab(demo, page)
         _train_tab(demo, page)
+    demo.page_assets = assets  # served beside Gradio's routes (launch)
+    default = shelf.default(DIGITS)
+    pads.warm([shelf.models[default]] if default else [])
     return demo
 
 
 def launch(demo: gr.Blocks | None = None, **kwargs) -> gr.Blocks:
-    """Start the server (host/port from GRADIO_SERVER_NAME/GRADIO_SERVER_PORT unless given).
+    """Start the server (host/port from GRADIO_SERVER_NAME/GRADIO_SERVER_PORT unless given), with
+    the page's own files (core.services.page_assets) served beside Gradio's routes.
 
     show_error=False: only messages written for users (gr.Error, raised from InputError) reach the
     page and the API; everything else is texts.GENERIC_ERROR there and a traceback in the log.
     """
     demo = demo or build_app()
     demo.queue(default_concurrency_limit=2)
-    demo.launch(show_error=False, **kwargs)
+    routes = [demo.page_assets.route()] if hasattr(demo, "page_assets") else []
+    demo.launch(show_error=False, **kwargs,
+                app_kwargs={"routes": routes, "middleware": [page_compression()]})
     return demo
 
 

@@ -1,15 +1,16 @@
 """Driving the Your classes tab in Chromium with the mouse: classes drawn, trained, then asked
 (tests, screenshots).
 
-Shapes are drawn with Playwright's real pointer (bench.browser_pen.drag) on the tab's sketchpads;
-each example at another place and size, as people do not draw one shape twice alike.
+Shapes are drawn with Playwright's real pointer (bench.browser_pen.drag) on the tab's pads; each
+example at another place and size, as people do not draw one shape twice alike. The try-it pad
+answers in the page once the trained model has loaded there.
 """
 from __future__ import annotations
 
 import math
 import re
 
-from bench.browser_pen import Network, canvas_geometry, drag, settled_label
+from bench.browser_pen import Network, answer, canvas_geometry, clear, drag, pad_ready
 
 
 def circle(cx: float, cy: float, r: float) -> list:
@@ -18,8 +19,8 @@ def circle(cx: float, cy: float, r: float) -> list:
 
 
 def cross(cx: float, cy: float, r: float) -> list:
-    return [[(cx - r, cy - r), (cx, cy), (cx + r, cy + r)], [(cx + r, cy - r), (cx, cy), (cx - r,
-                                                                                          cy + r)]]
+    return [[(cx - r, cy - r), (cx, cy), (cx + r, cy + r)],
+            [(cx + r, cy - r), (cx, cy), (cx - r, cy + r)]]
 
 
 SHAPES = {"circle": circle, "cross": cross}
@@ -41,20 +42,20 @@ def teach(page, network: Network, shapes: dict = SHAPES, places: list = PLACES) 
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Your classes").click()
-    page.wait_for_selector("#own-sketch canvas")
+    page.wait_for_function("window.tvPads && window.tvPads['own-sketch']")
     summary = page.locator("#own-summary")
     for name, shape in shapes.items():
         page.locator("#own-new-name textarea, #own-new-name input").first.fill(name)
         page.locator("#own-add-class").click()
         expect(summary).to_contain_text(f"{name}: 0 examples")
-        geometry = canvas_geometry(page, "#own-sketch")
+        geometry = canvas_geometry(page, "own-sketch")
         for i, (cx, cy, r) in enumerate(places, start=1):
             drag(page, shape(cx, cy, r), geometry, max_points=16)
-            wait_quiet(page, network)
             page.locator("#own-add-sketch").click()
             expect(summary).to_contain_text(re.compile(rf"{name}: {i} examples?"))
             wait_quiet(page, network)
-            page.wait_for_timeout(500)  # the pad is cleared in the browser after each example
+            # the pad is cleared in the browser once the example is in
+            page.wait_for_function("window.tvPads['own-sketch'].strokes === 0")
     expect(summary).to_contain_text("Ready to train")
 
 
@@ -68,15 +69,17 @@ def train(page) -> str:
     return log.input_value()
 
 
-def ask(page, network: Network, shape, clear: bool = True) -> str:
-    """Draw `shape` on the try-it pad and read the label the page settles on (then clear the
-    pad)."""
+def ask(page, shape, cleared: bool = True) -> str:
+    """Draw `shape` on the try-it pad and read its answer (then clear the pad)."""
     page.locator("#own-try").scroll_into_view_if_needed()
-    page.wait_for_timeout(500)
-    drag(page, shape(205, 195, 100), canvas_geometry(page, "#own-try"), max_points=16)
-    label = settled_label(page, "#own-label", network)
-    if clear:
-        page.locator("#own-try button[aria-label='Clear canvas']").click()
-        wait_quiet(page, network)
-        page.wait_for_timeout(500)
+    drag(page, shape(205, 195, 100), canvas_geometry(page, "own-try"), max_points=16)
+    label = answer(page, "own-try")
+    if cleared:
+        clear(page, "own-try")
     return label
+
+
+def try_pad_ready(page) -> bool:
+    """Whether the try-it pad answers in the page (the trained model loaded there)."""
+    page.wait_for_function("window.tvPads && window.tvPads['own-try']")
+    return pad_ready(page, "own-try")

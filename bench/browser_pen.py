@@ -1,20 +1,23 @@
-"""The app in a real browser: recorded pen digits replayed on the sketchpad's canvas, accuracy read
-off the page.
+"""The app in a real browser: recorded pen digits replayed on the drawing pad, the answers read off
+the page.
 
-    python -m bench.browser_pen [--every 17] [--url http://127.0.0.1:7860/]
+    python -m bench.browser_pen [--every 17] [--url http://127.0.0.1:7860/] [--paced] [--server]
 
 Replays recorded pen trajectories (TINYVISION_PEN_DIGITS; evaluation only) as the pointer events of
-mouse drags on the page's canvas in headless Debian Chromium (Playwright, /usr/bin/chromium),
-alternating the recorded layout (small, off-centre) and big/centred, reads the label the page shows
-after each digit, presses the app's Clear, and prints the accuracy. A digit whose strokes the editor
-loses is drawn again on a reloaded page, and counted. Screenshots of errors go to test-artifacts/.
-Without --url the app is served in this process on a free port.
+mouse drags on the Draw tab's pad in headless Debian Chromium (Playwright, /usr/bin/chromium; every
+request outside the app blocked), alternating the recorded layout (small, off-centre) and
+big/centred, reads the label the pad shows once it has answered the last drawing, clears, and
+prints the accuracy and the requests the page sent while drawing. `--paced` moves the pen once a
+frame, as a hand does, and prints the time from a pointer event to its answer on screen (p50/p95,
+preparation and inference apart); `--server` blocks the in-page runtime, so that the pad answers
+through the server. Without --url the app is served in this process on a free port.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import statistics
 import sys
 import time
 from contextlib import nullcontext
@@ -26,27 +29,18 @@ from bench import pendigits  # noqa: E402
 from bench.serving import ARTIFACTS, chromium, serve_app  # noqa: E402
 from core.strokes import CANVAS, layout_strokes  # noqa: E402
 
-POLL_MS = 150  # how often a label is read while waiting for it to settle
-# After Clear the page sends at most the empty canvas; the replay waits this long for quiet
-CLEARED_QUIET_S = 0.5
-
-
-def canvas_geometry(page, pad: str = "#sketch") -> tuple[float, float, float]:
-    """(centre x, centre y, screen pixels per image pixel) of the drawing area inside the sketchpad
-    `pad`."""
-    box = page.locator(f"{pad} canvas").first.bounding_box()
-    zoom_text = page.locator(pad).get_by_text(re.compile(r"^\d+%$")).first.inner_text()
-    zoom = int(zoom_text.rstrip("%")) / 100
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, zoom
+# The runtime's files: blocked, they leave the page to answer through the server.
+RUNTIME_FILES = re.compile(r".*/(ort\.wasm\.bundle\.min\.mjs|ort-wasm-simd-threaded\.wasm)$")
 
 
 class Network:
-    """Counts the page's requests (uploads of the canvas, queue joins, file fetches; not the
-    long-lived event stream) to know when it is quiet."""
+    """Counts the page's requests (queue joins, uploads, file fetches; not the long-lived event
+    stream)."""
 
     IGNORED = ("/queue/data", "/heartbeat")
 
     def __init__(self, page):
+        self.sent: list[str] = []
         self.in_flight = 0
         self.last = time.monotonic()
         page.on("request", self._start)
@@ -58,6 +52,7 @@ class Network:
 
     def _start(self, request):
         if self._watched(request):
+            self.sent.append(request.url)
             self.in_flight += 1
             self.last = time.monotonic()
 
@@ -70,36 +65,33 @@ class Network:
         return 0.0 if self.in_flight > 0 else time.monotonic() - self.last
 
 
-def settled_label(page, selector: str, network: Network | None = None, quiet: float = 0.8,
-                   timeout: float = 60.0) -> str:
-    """The label a gr.Label shows once the page has sent nothing for `quiet` seconds, no request for
-    it is pending, and it has stopped changing."""
-    value = page.locator(f"{selector} [data-testid='label-output-value']")
-    tracker = page.locator(f"{selector} [data-testid='status-tracker']")
-    deadline = time.monotonic() + timeout
-    last, stable = None, 0
-    while time.monotonic() < deadline:
-        page.wait_for_timeout(POLL_MS)
-        busy = "hide" not in (tracker.get_attribute("class") or "") if tracker.count() else False
-        busy = busy or (network is not None and network.quiet_for() < quiet)
-        text = value.first.inner_text() if value.count() else None
-        if text and not busy and text == last:
-            stable += 1
-            if stable >= 2:
-                return text
-        else:
-            stable = 0
-        last = text
-    page.screenshot(path=str(ARTIFACTS / f"never-settled-{selector.strip('#')}.png"))
-    raise AssertionError(f"{selector} never settled (last value {last!r})")
+def open_app(page, url: str, server: bool = False) -> None:
+    """Open the app; with `server`, its in-page runtime blocked. Waits for the Draw tab's pad."""
+    if server:
+        page.route(RUNTIME_FILES, lambda route: route.abort())
+    page.goto(url)
+    page.wait_for_function("window.tvPads && window.tvPads.sketch", timeout=60_000)
 
 
-# The same pointer events a mouse drag produces, dispatched on the sketchpad's canvas in one go.
-# Playwright's page.mouse sends each move through the browser's input pipeline and waits for a
-# frame; with the GPU disabled the editor's WebGL canvas is rendered in software (~0.7 s a frame
-# here), so the 100-digit replay uses these and one digit is also drawn with page.mouse
-# (test_real_mouse_drag_draws_a_digit).
-POINTER_REPLAY = """async (strokes) => {
+def pad_ready(page, pad: str = "sketch") -> bool:
+    """Whether the pad answers in the page (its runtime and model loaded), once it knows."""
+    return page.evaluate(f"window.tvPads[{pad!r}].ready()")
+
+
+def canvas_geometry(page, pad: str = "sketch") -> tuple[float, float, float]:
+    """(left, top, screen pixels per canvas pixel) of a pad's drawing area."""
+    box = page.locator(f"#{pad} .tv-canvas").bounding_box()
+    return box["x"], box["y"], box["width"] / CANVAS
+
+
+def to_screen(strokes, geometry):
+    left, top, zoom = geometry
+    return [[(left + x * zoom, top + y * zoom) for x, y in s] for s in strokes]
+
+
+# The pointer events a mouse drag produces, dispatched on the pad's canvas. `paced`: one move per
+# frame, as a hand moves; else every move of a stroke at once (the pad answers the newest only).
+POINTER_REPLAY = """async ([strokes, paced]) => {
   const frame = () => new Promise(resolve => requestAnimationFrame(() => resolve()));
   let target = null;  // whatever a real mouse would hit at the stroke's first point
   const fire = (type, p, buttons) => target.dispatchEvent(new PointerEvent(type, {
@@ -109,29 +101,22 @@ POINTER_REPLAY = """async (strokes) => {
     target = document.elementFromPoint(s[0][0], s[0][1]);
     fire('pointerover', s[0], 0);
     fire('pointerdown', s[0], 1);
-    // The editor may start a stroke asynchronously, as it would between real mouse events.
-    await frame();
-    for (const p of s.slice(1)) fire('pointermove', p, 1);
-    await frame();
+    for (const p of s.slice(1)) {
+      fire('pointermove', p, 1);
+      if (paced) await frame();
+    }
     fire('pointerup', s[s.length - 1], 0);
     await frame();
   }
 }"""
 
 
-def to_screen(strokes, geometry):
-    cx, cy, zoom = geometry
-    return [[(cx + (x - CANVAS / 2) * zoom,
-              cy + (y - CANVAS / 2) * zoom) for x, y in s] for s in strokes]
-
-
-def draw(page, strokes, geometry) -> None:
-    page.evaluate(POINTER_REPLAY, to_screen(strokes, geometry))
+def draw(page, strokes, geometry, paced: bool = False) -> None:
+    page.evaluate(POINTER_REPLAY, [to_screen(strokes, geometry), paced])
 
 
 def subsample(strokes, max_points: int = 12):
-    """At most about `max_points` points a stroke (first and last kept): fewer, slower mouse
-    moves."""
+    """At most about `max_points` points a stroke (first and last kept): fewer mouse moves."""
     return [s[:: max(1, len(s) // max_points)] + [s[-1]] for s in strokes]
 
 
@@ -146,48 +131,59 @@ def drag(page, strokes, geometry, max_points: int = 12) -> None:
         page.mouse.up()
 
 
-def clear_sketch(page, network: Network, quiet: float = 0.8) -> None:
-    """Click Clear and wait until the answer is reset and the page is quiet before the next
-    digit."""
-    page.click("#clear-sketch")
-    page.wait_for_function("() => !document.querySelector(\"#digit-label "
-                           "[data-testid='label-output-value']\")", timeout=15_000)
-    deadline = time.monotonic() + 30
-    while network.quiet_for() < quiet and time.monotonic() < deadline:
-        page.wait_for_timeout(100)
-    # The editor redraws the cleared canvas; a person takes longer than this
-    page.wait_for_timeout(300)
+def answer(page, pad: str = "sketch", timeout: float = 30) -> str:
+    """The label a pad shows once it has answered every drawing so far ("" for none)."""
+    page.wait_for_function(f"window.tvPads[{pad!r}].idle()", timeout=timeout * 1000)
+    return page.evaluate(f"window.tvPads[{pad!r}].label")
 
 
-def replay(page, digits: list[dict]) -> dict:
-    """Draw each digit, read the page's label, clear; returns the summary (accuracy, errors, redrawn
-    digits)."""
+def gradio_label(page, selector: str, timeout: float = 30) -> str:
+    """The text a gr.Label shows once its event has finished (the photo tab's answer)."""
+    value = page.locator(f"{selector} [data-testid='label-output-value']")
+    value.first.wait_for(timeout=timeout * 1000)
+    busy = f"{selector} [data-testid='status-tracker']:not(.hide)"
+    page.wait_for_function(f"() => !document.querySelector({busy!r})", timeout=timeout * 1000)
+    return value.first.inner_text()
+
+
+def clear(page, pad: str = "sketch") -> None:
+    page.click(f"#{pad} .tv-clear")
+    answer(page, pad)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def replay(page, digits: list[dict], paced: bool = False, pad: str = "sketch") -> dict:
+    """Draw each digit, read the pad's answer, clear; returns the summary (accuracy, errors, the
+    requests sent while drawing, the path that answered and, per answer, its latency)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    geometry = canvas_geometry(page)
+    geometry = canvas_geometry(page, pad)
     network = Network(page)
-    results, redrawn = [], []
+    first = len(page.evaluate(f"window.tvPads[{pad!r}].latencies()"))
+    results = []
     t0 = time.monotonic()
     for i, d in enumerate(digits):
         layout = "recorded" if i % 2 == 0 else "big"
-        strokes = layout_strokes(d["strokes"], CANVAS, layout)
-        draw(page, strokes, geometry)
-        try:
-            predicted = settled_label(page, "#digit-label", network, timeout=12)
-        except AssertionError:
-            redrawn.append(i)
-            page.reload()
-            page.wait_for_selector("#sketch canvas", timeout=60_000)
-            geometry = canvas_geometry(page)
-            draw(page, strokes, geometry)
-            predicted = settled_label(page, "#digit-label", network)
+        draw(page, layout_strokes(d["strokes"], CANVAS, layout), geometry, paced)
+        predicted = answer(page, pad)
         results.append({"label": d["label"], "writer": d["writer"], "layout": layout,
                         "predicted": predicted})
         if predicted != str(d["label"]):
             page.screenshot(path=str(ARTIFACTS / f"draw-{i:03d}-{d['label']}-as-{predicted}.png"))
-        clear_sketch(page, network, quiet=CLEARED_QUIET_S)
+        clear(page, pad)
+    lat = page.evaluate(f"window.tvPads[{pad!r}].latencies()")[first:]
     correct = sum(r["predicted"] == str(r["label"]) for r in results)
+    total, prep, infer = ([row[k] for row in lat] for k in range(3))
     return {"digits": len(results), "correct": correct, "accuracy": correct / len(results),
-            "seconds": round(time.monotonic() - t0, 1), "redrawn_after_reload": redrawn,
+            "seconds": round(time.monotonic() - t0, 1), "requests": network.sent,
+            "path": page.evaluate(f"window.tvPads[{pad!r}].path"), "answers": len(lat),
+            "latency_ms": {name: {"p50": round(statistics.median(v), 2) if v else None,
+                                  "p95": round(percentile(v, 0.95), 2)}
+                           for name, v in (("total", total), ("preparation", prep),
+                                           ("inference", infer))},
             "errors": [r for r in results if r["predicted"] != str(r["label"])]}
 
 
@@ -197,17 +193,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=17,
                    help="every n-th recorded digit (17: 103 digits)")
     p.add_argument("--url", default=None, help="a running app (default: serve one here)")
+    p.add_argument("--paced", action="store_true", help="one pen move per frame, as a hand moves")
+    p.add_argument("--server", action="store_true", help="block the in-page runtime")
     args = p.parse_args(argv)
     digits = pendigits.load()[:: args.every]
     with (nullcontext(args.url) if args.url else serve_app()) as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.wait_for_selector("#sketch canvas", timeout=60_000)
-        summary = replay(page, digits)
+        open_app(page, url, server=args.server)
+        ready = pad_ready(page)
+        summary = replay(page, digits, paced=args.paced)
     (ARTIFACTS / "browser-pen-digits.json").write_text(json.dumps(summary, indent=1))
-    print(f"browser replay: {summary['correct']}/{summary['digits']} = {summary['accuracy']:.1%} "
-          f"in {summary['seconds']:.0f} s ({len(summary['redrawn_after_reload'])} drawn again on a "
-          "reloaded page)")
+    lat = summary["latency_ms"]
+    print(f"browser replay ({summary['path']} path, runtime ready: {ready}): "
+          f"{summary['correct']}/{summary['digits']} = {summary['accuracy']:.1%} in "
+          f"{summary['seconds']:.0f} s; {len(summary['requests'])} requests while drawing")
+    print(f"{summary['answers']} answers in the page: pointer event -> answer on screen p50 "
+          f"{lat['total']['p50']} ms, p95 {lat['total']['p95']} ms (preparation p50 "
+          f"{lat['preparation']['p50']} ms, inference p50 {lat['inference']['p50']} ms)")
     return 0
 
 

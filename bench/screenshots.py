@@ -20,7 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
-from bench.browser_pen import CANVAS, Network, canvas_geometry, draw, settled_label  # noqa: E402
+from bench.browser_pen import (  # noqa: E402
+    CANVAS,
+    Network,
+    answer,
+    canvas_geometry,
+    draw,
+    gradio_label,
+    open_app,
+)
 from bench.serving import ROOT, chromium, running_app  # noqa: E402
 from core.strokes import layout_strokes  # noqa: E402
 
@@ -30,9 +38,8 @@ TRAIN_SECONDS = 900
 
 def draw_tab(page, out: Path) -> str:
     digit = next(d for d in pendigits.load() if d["label"] == 4 and len(d["strokes"]) == 2)
-    network = Network(page)
     draw(page, layout_strokes(digit["strokes"], CANVAS, "big"), canvas_geometry(page))
-    label = settled_label(page, "#digit-label", network)
+    label = answer(page)
     page.screenshot(path=str(out / "draw-tab.png"))
     return label
 
@@ -42,7 +49,7 @@ def photo_tab(page, out: Path) -> str:
     page.locator("#photo input[type=file]").set_input_files(
         str(ROOT / "examples" / "photos" / "cat.jpg")
     )
-    label = settled_label(page, "#photo-label")
+    label = gradio_label(page, "#photo-label")
     page.screenshot(path=str(out / "photo-tab.png"))
     return label
 
@@ -67,7 +74,7 @@ def own_tab(page, out: Path) -> str:
     network = Network(page)
     teach(page, network)
     train(page)
-    label = ask(page, network, SHAPES["cross"], clear=False)
+    label = ask(page, SHAPES["cross"], cleared=False)
     page.wait_for_timeout(1000)
     # Down to the try-it column's last button: the metrics table and log below it say nothing new.
     bottom = page.evaluate("() => "
@@ -95,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(60_000)
-        page.goto(url)
-        page.wait_for_selector("#sketch canvas", timeout=60_000)
+        open_app(page, url)
         print("draw:", draw_tab(page, out))
         print("photo:", photo_tab(page, out))
         print("train:", train_tab(page, out))

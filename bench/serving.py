@@ -26,8 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TINYVISION_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 # Debian's; set for another system
 CHROMIUM = os.environ.get("TINYVISION_CHROMIUM", "/usr/bin/chromium")
+# Every request outside the app fails at once: a proxy nobody listens on (loopback bypasses it),
+# as on an offline machine.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--proxy-server=http://127.0.0.1:9"]
 
 
 def free_port() -> int:

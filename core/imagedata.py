@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ImageData", "DataError", "LoadArgs", "default_data_root", "cached", "split_train_val",
-           "normalise", "batch_starts", "epoch_pool", "epoch_size", "iterate_batches"]
+__all__ = ["ImageData", "DataError", "LoadArgs", "default_data_root", "cache_dir", "cached",
+           "split_train_val", "normalise", "batch_starts", "epoch_pool", "epoch_size",
+           "iterate_batches"]
 
 
 class DataError(RuntimeError):
@@ -91,7 +92,9 @@ def default_data_root() -> Path:
     return Path(os.environ.get("TINYVISION_DATA", "data")).expanduser()
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where decoded datasets and other files made once are kept: TINYVISION_CACHE, else
+    ~/.cache/tinyvision."""
     path = Path(os.environ.get("TINYVISION_CACHE", Path.home() / ".cache" / "tinyvision"))
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -99,7 +102,7 @@ def _cache_dir() -> Path:
 
 def cached(key: str, build: Callable[[], dict]) -> dict:
     """Load `key` from the tensor cache or build it with `build()` and store it atomically."""
-    path = _cache_dir() / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
+    path = cache_dir() / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if path.exists():
         try:
             return torch.load(path, weights_only=True)

@@ -11,6 +11,8 @@ Problems with what a user gave are `InputError`s whose message is written for th
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import warnings
 from pathlib import Path
@@ -21,22 +23,35 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["InputError", "decoding_error", "open_image", "load_photo", "sketch_to_digit",
+__all__ = ["InputError", "decoding_error", "open_image", "open_drawing", "load_photo",
+           "sketch_to_digit",
            "photo_to_input", "greyscale_to_input", "MAX_PHOTO_PIXELS", "MAX_FILE_BYTES",
-           "MAX_SKETCH_SIDE"]
+           "MAX_SKETCH_SIDE", "SKETCH"]
 
 MAX_PHOTO_PIXELS = 40_000_000  # larger images are refused, not decoded
 MAX_FILE_BYTES = 30 * 1024 * 1024
 MAX_SKETCH_SIDE = 4096
-# The band of stroke widths that sketches are brought into before downsampling, as
-# 2*area/perimeter of the ink (>0.5) at 4x the final resolution: thinner lines are thickened,
-# thicker ones thinned (a little at most). MNIST's own width is 7.7 px at 112x112 (~1.9 px at
-# 28x28), but thin lines read better when left thin: they keep small loops (a nine's head, a
-# seven's hook) open. On the recorded pen digits (bench.pen_accuracy) thickening thin lines to 7.7
-# gives 96.7%, to 3.7 gives 97.3%. Thinning thick lines towards 3.7 too would gain 0.1 point there
-# but breaks the hairlines of bold serif digits.
-SKETCH_STROKE_4X = (3.7, 7.7)
-MIN_INK_PIXELS = 12
+MAX_DRAWING_CHARS = 4 << 20  # a drawing sent by the page as a PNG data URL, at most this long
+# The sketch preparation's constants: one definition, read by `sketch_to_digit` and, through each
+# digit model's description (core.services.page_models), by the page's own port of it
+# (web/sketch_prep.js), so that both make the same 28x28.
+SKETCH = {
+    "ink_threshold": 76,  # ink is a pixel this far from the background's level (0.3 of full)
+    "min_ink_pixels": 12,  # fewer ink pixels: nothing is drawn
+    "min_extent": 0.02,  # ink within less than this share of the canvas: a dot, not a digit
+    "scale": 4,  # the work is done at 4x the output's resolution, then area-averaged down
+    "box": 80,  # the digit is fitted to 20x20 (at 4x), keeping its aspect ratio
+    "side": 112,  # and centred by mass in 28x28 (at 4x)
+    # The band of stroke widths that sketches are brought into, as 2*area/perimeter of the ink
+    # (>0.5) at 4x: thinner lines are thickened, thicker ones thinned (a little at most,
+    # `max_thinning`). MNIST's own width is 7.7 px at 112x112 (~1.9 px at 28x28), but thin lines
+    # read better when left thin: they keep small loops (a nine's head, a seven's hook) open. On
+    # the recorded pen digits (bench.pen_accuracy) thickening thin lines to 7.7 gives 96.7%, to 3.7
+    # gives 97.3%. Thinning thick lines towards 3.7 too would gain 0.1 point there but breaks the
+    # hairlines of bold serif digits.
+    "stroke_4x": [3.7, 7.7],
+    "max_thinning": 5,
+}
 
 
 class InputError(ValueError):
@@ -137,47 +152,48 @@ def _stroke_width(mask: torch.Tensor) -> float:
 
 def sketch_to_digit(sketch: Any) -> np.ndarray | None:
     """MNIST-style 28x28 float image (white digit on black, values 0..1), or None when nothing is
-    drawn."""
+    drawn. The steps and constants (SKETCH) are the page's too (web/sketch_prep.js)."""
     arr = _sketch_array(sketch)
     if arr is None or arr.size == 0:
         return None
     if arr.ndim >= 2 and max(arr.shape[:2]) > MAX_SKETCH_SIDE:
         raise InputError(f"the sketch is larger than {MAX_SKETCH_SIDE} pixels on a side")
+    k = SKETCH
     ink = _ink_map(arr)
-    mask = ink > 76  # 0.3 of full contrast
-    if np.count_nonzero(mask) < MIN_INK_PIXELS:
+    mask = ink > k["ink_threshold"]
+    if np.count_nonzero(mask) < k["min_ink_pixels"]:
         return None
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32) / 255.0
     h, w = crop.shape
-    if max(h, w) < 0.02 * min(ink.shape):
+    if max(h, w) < k["min_extent"] * min(ink.shape):
         return None  # a dot or a stray click, not a digit
-    # Work at 4x the final resolution: the 20x20 box becomes 80x80, then area-average to 28x28.
-    scale = 80.0 / max(h, w)
+    box, side = k["box"], k["side"]
+    scale = box / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     t = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
     t = F.interpolate(t, size=(nh, nw), mode="bilinear", antialias=True,
                       align_corners=False).clamp(0, 1)
     width = _stroke_width((t > 0.5).float())
-    thinnest, thickest = SKETCH_STROKE_4X
+    thinnest, thickest = k["stroke_4x"]
     grow, shrink = int(round(thinnest - width)), int(round(width - thickest))
     if grow >= 2:
-        k = grow + 1 if grow % 2 == 0 else grow
-        t = F.max_pool2d(F.pad(t, (k, k, k, k)), k, 1, k // 2)[..., k:-k, k:-k]
+        n = grow + 1 if grow % 2 == 0 else grow
+        t = F.max_pool2d(F.pad(t, (n, n, n, n)), n, 1, n // 2)[..., n:-n, n:-n]
     elif shrink >= 3:
-        k = min(shrink, 5) | 1
-        t = -F.max_pool2d(-F.pad(t, (k, k, k, k)), k, 1, k // 2)[..., k:-k, k:-k]
-    canvas = torch.zeros(1, 1, 112, 112)
+        n = min(shrink, k["max_thinning"]) | 1
+        t = -F.max_pool2d(-F.pad(t, (n, n, n, n)), n, 1, n // 2)[..., n:-n, n:-n]
+    canvas = torch.zeros(1, 1, side, side)
     img = t[0, 0]
     total = img.sum().item()
     ys, xs = torch.arange(nh, dtype=torch.float32), torch.arange(nw, dtype=torch.float32)
     cy = (img.sum(1) * ys).sum().item() / total if total > 0 else nh / 2
     cx = (img.sum(0) * xs).sum().item() / total if total > 0 else nw / 2
-    top, left = int(round(56 - cy)), int(round(56 - cx))
+    top, left = int(round(side / 2 - cy)), int(round(side / 2 - cx))
     # Keep the whole box on the canvas even when the centre of mass is far from the box centre.
-    top, left = min(max(top, 0), 112 - nh), min(max(left, 0), 112 - nw)
+    top, left = min(max(top, 0), side - nh), min(max(left, 0), side - nw)
     canvas[0, 0, top:top + nh, left:left + nw] = img
-    return F.avg_pool2d(canvas, 4)[0, 0].numpy()
+    return F.avg_pool2d(canvas, k["scale"])[0, 0].numpy()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,6 +226,24 @@ def open_image(source: Any) -> Image.Image:
             Image.DecompressionBombWarning) as exc:
         raise InputError(decoding_error(exc)) from None
     return im
+
+
+def open_drawing(data_url: Any) -> np.ndarray:
+    """A drawing the page sent (a PNG as a data URL) as an RGB array; InputError for anything
+    else."""
+    prefix = "data:image/png;base64,"
+    if not isinstance(data_url, str) or not data_url.startswith(prefix):
+        raise InputError("expected a drawing (a PNG data URL)")
+    if len(data_url) > MAX_DRAWING_CHARS:
+        raise InputError(f"the drawing is larger than {MAX_DRAWING_CHARS >> 20} MB")
+    try:
+        data = base64.b64decode(data_url[len(prefix):], validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("the drawing could not be decoded (not base64)") from None
+    image = open_image(data)
+    if max(image.size) > MAX_SKETCH_SIDE:
+        raise InputError(f"the sketch is larger than {MAX_SKETCH_SIDE} pixels on a side")
+    return np.asarray(load_photo(image))
 
 
 def decoding_error(exc: BaseException | None, detail: bool = True) -> str | None:

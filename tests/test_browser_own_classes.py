@@ -12,7 +12,7 @@ import re
 import onnxruntime as ort
 import pytest
 
-from bench.browser_own import SHAPES, ask, teach, train
+from bench.browser_own import SHAPES, ask, teach, train, try_pad_ready
 from bench.browser_pen import Network
 from bench.serving import ARTIFACTS, chromium, running_app
 
@@ -35,8 +35,11 @@ def test_two_drawn_classes_train_are_read_back_and_download_as_onnx(server, tmp_
         teach(page, network)
         log = train(page)
         assert re.search(r"digitnet on imagefolder \(6 train, 0 val, 0 test\)", log)
+        assert try_pad_ready(page), "the trained model answers in the page"
         for name, shape in SHAPES.items():
-            assert ask(page, network, shape) == name
+            assert ask(page, shape, cleared=False) == name
+            assert "answered in this page" in page.inner_text("#own-try .tv-status")
+            page.click("#own-try .tv-clear")
         page.screenshot(path=str(ARTIFACTS / "own-tab.png"), full_page=True)
         page.locator("#own-onnx").click()  # the model to take anywhere
         with page.expect_download() as download:

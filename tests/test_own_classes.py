@@ -1,5 +1,6 @@
 """Your own classes: class names, examples, .zip import/export (and every archive that must be
 refused), the training config, transfer from a checkpoint, and the /train_own endpoint."""
+import base64
 import io
 import json
 import time
@@ -106,9 +107,17 @@ def test_sketches_are_stored_and_an_empty_pad_is_refused(tmp_path):
         ex.add_sketch("circle", {"composite": np.full((400, 400, 3), 255, np.uint8)})
     with pytest.raises(InputError, match="no class"):
         ex.add_sketch("square", {"composite": _canvas("circle")})
-    with pytest.raises(InputError, match="no composite image"):
+    with pytest.raises(InputError, match="not an image"):
         ex.add_sketch("circle", {"composite": None, "background": None,
                                  "layers": [_canvas("circle")]})
+    with pytest.raises(InputError, match="expected a drawing"):
+        ex.add_sketch("circle", "/etc/hostname")  # a path is no drawing: nothing is opened
+    # What the page's pad sends: the drawing as a PNG data URL.
+    buffer = io.BytesIO()
+    Image.fromarray(_canvas("circle")).save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    stored = ex.add_sketch("circle", url)
+    assert np.array_equal(np.asarray(Image.open(stored)), _canvas("circle")[..., 0])
 
 
 def test_uploaded_images_are_checked_and_the_bad_ones_counted(tmp_path):

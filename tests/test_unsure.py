@@ -11,6 +11,7 @@ from bench.unsure import letters, scribbles
 from conftest import ROOT
 from core import checkpoint as ckpt
 from core import train as T
+from core.augment import augment_batch
 from core.calibration import UNSURE_PASS, energy_score, fit_unsure_threshold
 from core.imagedata import ImageData
 from core.predictor import Predictor
@@ -52,8 +53,15 @@ def test_a_few_examples_are_seen_through_several_augmented_views():
     seen = []
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
-    fit_unsure_threshold(model, data, 1.0, augment=True)
+    threshold = fit_unsure_threshold(model, data, 1.0, augment=True)
     assert sum(seen) >= 400
+    # Nearly all of those views pass (UNSURE_PASS_FEW): a model of a few examples must not flag
+    # new drawings of its own classes, which vary more than the views it learnt.
+    g = torch.Generator().manual_seed(0)
+    views = torch.cat([augment_batch(images, "shift", g) for _ in range(100)])
+    with torch.no_grad():
+        scores = energy_score(model((views / 255 - 0.5) / 0.25))
+    assert (scores >= threshold).float().mean().item() > 0.99 > UNSURE_PASS
 
 
 def test_a_training_stores_the_threshold_and_the_predictor_reads_it(tmp_path, data_root):

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..kinds import DIGITS, PHOTOS, get_kind
 from ..predictor import Judgement, Predictor, top_k
-from ..preparation import InputError, load_photo, sketch_to_digit
+from ..preparation import InputError, load_photo, open_drawing, sketch_to_digit
 from .shelf import Shelf
-from .texts import EMPTY_PHOTO, EMPTY_SKETCH, OWN_EMPTY, OWN_UNTRAINED
+from .texts import EMPTY_PHOTO, EMPTY_SKETCH, OWN_UNTRAINED
 
 __all__ = ["Answers", "answer", "unsure_note", "enlarge", "blank_canvas", "MIN_PHOTO_SIDE",
            "OWN_KEY"]
@@ -110,20 +110,36 @@ class Answers:
         predictor, _, judgement, _ = self._photo(photo, model, own)
         return answer(predictor, judgement)
 
-    def try_own(self, value: Any, own: dict[str, Predictor] | None, drawn: bool) -> tuple:
-        """The Your classes tab's try-it answer: a drawing (`drawn`) or a picture, asked of the
-        model that tab trained or was given (`own`, under OWN_KEY)."""
+    def drawing_answer(self, drawing: Any, model: str | None = None,
+                       own: dict[str, Predictor] | None = None) -> dict:
+        """The pad's answer from the server (when the page cannot answer itself): `drawing` is what
+        the pad sends, {"id", "png"} (a PNG data URL); the answer says which drawing it is for, and
+        holds the 28x28 the model saw. The Your classes tab's pad asks its own model (OWN_KEY)."""
+        drawing = drawing if isinstance(drawing, dict) else {}
+        ident = drawing.get("id")
+        ident = ident if isinstance(ident, int) and not isinstance(ident, bool) else None
+        try:
+            predictor = self.shelf.predictor(model, DIGITS, own)
+            t0 = time.perf_counter()
+            digit = sketch_to_digit(open_drawing(drawing.get("png")))
+            judgement = predictor.judge(digit) if digit is not None else None
+        except InputError as exc:  # said in the pad's own status line
+            return {"id": ident, "label": None, "error": str(exc)}
+        reply = answer(predictor, judgement)
+        seen = None if digit is None else [round(float(v), 4) for v in digit.ravel()]
+        return {**reply, "id": ident, "top": list(reply["top"].items()), "digit": seen,
+                "ms": round((time.perf_counter() - t0) * 1000, 1)}
+
+    def try_picture(self, photo: Any, own: dict[str, Predictor] | None) -> tuple:
+        """The Your classes tab's answer to a picture, asked of the model that tab trained or was
+        given (`own`, under OWN_KEY); its drawings are answered by its pad."""
         if not own:
             return None, None, OWN_UNTRAINED
-        predictor = own[OWN_KEY]
-        kind = get_kind(predictor.kind)
-        if kind.drawn != drawn:
+        kind = get_kind(own[OWN_KEY].kind)
+        if kind.drawn:
             raise InputError(f"this model reads {kind.label.lower()}: switch the kind to "
                              f"{kind.label} to try it")
-        if drawn:
-            label, seen, note = self.predict_digit(value, OWN_KEY, own)
-            return label, seen, OWN_EMPTY if label is None else note
-        return self.classify_image(value, OWN_KEY, own)
+        return self.classify_image(photo, OWN_KEY, own)
 
 
 def _shown(predictor: Predictor, seen: np.ndarray | None, judgement: Judgement | None,

@@ -34,7 +34,7 @@ from ..few_shot import few_shot_config
 from ..folders import FOLDER_RECORD, FOLDER_TEST_SHARE, IMAGE_EXTENSIONS
 from ..kinds import Kind, own_kinds
 from ..predictor import Predictor
-from ..preparation import InputError, load_photo, open_image, sketch_to_digit
+from ..preparation import InputError, load_photo, open_drawing, open_image, sketch_to_digit
 from .answers import OWN_KEY
 from .archives import MAX_CLASSES, checked_members
 from .runs import Trainer
@@ -202,17 +202,18 @@ class ExampleSet:
         return grey
 
     def add_sketch(self, name: Any, sketch: Any) -> Path:
-        """Store a sketchpad drawing (its composite, as drawn) in class `name`."""
+        """Store a drawing in class `name`, as drawn: the page's pad sends a PNG data URL; a
+        sketchpad's value (its composite) or an image array are taken too."""
         if not self.spec.drawn:
             raise InputError("these are photo classes: upload images instead")
-        digit = sketch_to_digit(sketch)
-        if digit is None:
-            raise InputError("draw something first: the sketchpad is empty")
+        if isinstance(sketch, str):
+            sketch = open_drawing(sketch)
         composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
-        if composite is None:
-            raise InputError("the sketch has no composite image (send it as the sketchpad does)")
-        drawn = composite if isinstance(composite, (str, Path)) else np.asarray(composite)
-        image = load_photo(drawn)
+        if not isinstance(composite, np.ndarray):
+            raise InputError("the drawing is not an image (send it as the pad does)")
+        if sketch_to_digit(composite) is None:
+            raise InputError("draw something first: the pad is empty")
+        image = load_photo(composite)
         path = self._class_dir(name)
         if _count(path) >= MAX_EXAMPLES:
             raise InputError(f"the class {path.name!r} has {MAX_EXAMPLES} examples, the most it "

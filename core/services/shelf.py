@@ -30,6 +30,7 @@ class Shelf:
     """The shipped checkpoints, loaded once; a broken file is skipped (logged), the others serve."""
 
     def __init__(self, checkpoint_dir: str | Path = CHECKPOINT_DIR):
+        self.folder = Path(checkpoint_dir)
         self.models: dict[str, Predictor] = {}
         for path in sorted(Path(checkpoint_dir).glob("*.pt")):
             try:

@@ -9,9 +9,9 @@ import html
 
 from ..kinds import DIGITS, PHOTOS
 
-__all__ = ["TAB_TITLES", "EMPTY_SKETCH", "EMPTY_PHOTO", "OWN_INTRO", "OWN_EMPTY", "OWN_UNTRAINED",
-           "ONNX_NOTE", "GENERIC_ERROR", "UNREADABLE_INPUT", "STOPPING", "NOT_RUNNING", "QUEUED",
-           "NOTHING_TO_RESUME", "TITLE", "progress_html", "offered"]
+__all__ = ["TAB_TITLES", "EMPTY_SKETCH", "EMPTY_PHOTO", "DRAW_PROMPT", "OWN_INTRO", "OWN_EMPTY",
+           "OWN_UNTRAINED", "ONNX_NOTE", "GENERIC_ERROR", "UNREADABLE_INPUT", "STOPPING",
+           "NOT_RUNNING", "QUEUED", "NOTHING_TO_RESUME", "TITLE", "progress_html", "offered"]
 
 TITLE = "# TinyVision Studio\nDraw a digit or drop in a photo; small models answer on this machine."
 TAB_TITLES = {DIGITS: "Draw a digit", PHOTOS: "Classify a photo"}
@@ -26,7 +26,9 @@ OWN_INTRO = ("Teach a model your own classes: add 2 to 20 classes by name, give 
              "enough for a first try; a fifth of each class (rounded down) is held out to show how "
              "well it does. Your examples and models are yours only, and are removed an hour after "
              "you leave.")
-OWN_EMPTY = "✏️ **Draw** something here to ask your model what it is."
+# The pads' prompts (plain text): the Draw tab's, and the Your classes tab's try-it pad's.
+DRAW_PROMPT = "✏️ Draw a digit (0-9) in the white box: the answer follows the pen."
+OWN_EMPTY = "✏️ Draw something here to ask your model what it is."
 OWN_UNTRAINED = "Train on your classes first (or upload a checkpoint)."
 
 ONNX_NOTE = ("The ONNX file takes the prepared image as float32 [N, C, H, W] in 0..1 and answers "
