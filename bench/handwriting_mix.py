@@ -1,15 +1,17 @@
 """Tune the handwriting mix on the training writers only: MNIST plus pen renderings, scored on
 held-out writers.
 
-    python -m bench.handwriting_mix [--renders 4] [--per-epoch 0] [--mnist-only]
-                                    [--model digitnet] [--epochs 12]
+    python -m bench.handwriting_mix [--renders 4] [--unipen-renders 4] [--per-epoch 0]
+                                    [--mnist-only | --no-unipen] [--model digitnet] [--epochs 12]
 
 Trains digitnet (the shipped recipe; another `--model` with its own) with `--val-split 0.2`: 20% of
-MNIST's training digits and 6 of the 30 pen writers, whole, are held out, so the validation figures
-say how the mix reads people it has not learnt from. The evaluation writers (TINYVISION_PEN_DIGITS)
-and MNIST test are not used. `--renders` random renderings of each pen digit are made (cached), of
-which each epoch trains on `--per-epoch`, drawn afresh (0: all); `--mnist-only` leaves the pen
-digits out of training (still scored on the held-out writers). `--teacher CHECKPOINT` also learns
+MNIST's training digits and a fifth of the pen writers (of pendigits' 30 and of UNIPEN's training
+people), whole, are held out, so the validation figures say how the mix reads people it has not
+learnt from. The evaluation writers (TINYVISION_PEN_DIGITS), MNIST test and UNIPEN's test people
+are not used. `--renders` / `--unipen-renders` random renderings of each pendigits / UNIPEN digit
+are made (cached), of which each epoch trains on `--per-epoch`, drawn afresh (0: all);
+`--mnist-only` leaves the pen digits out of training, `--no-unipen` the UNIPEN ones (both still
+scored on the held-out writers, the same split). `--teacher CHECKPOINT` also learns
 that net's answers (core.distill); it must not have seen the held-out digits. `--seeds 0 1` trains
 one net per seed on the first seed's split and also scores their average (the logits averaged, as a
 shipped ensemble answers: `python -m core.checkpoint A B --out F`). Prints one JSON line per net
@@ -31,7 +33,9 @@ from core import checkpoint as ckpt  # noqa: E402
 from core import datasets, models, pens  # noqa: E402
 from core import imagedata as D  # noqa: E402
 from core.evaluate import evaluate_model  # noqa: E402
+from core.imagedata import LoadArgs, default_data_root  # noqa: E402
 from core.train import TrainConfig, train  # noqa: E402
+from core.unipen import read_unipen_1a  # noqa: E402
 
 VAL_SPLIT = 0.2
 
@@ -42,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--renders", type=int, default=pens.PENDIGITS_RENDERS)
     p.add_argument("--per-epoch", type=int, default=datasets.HANDWRITING_PER_EPOCH,
                    help="renderings of each pen digit one epoch trains on, drawn afresh (0: all)")
+    p.add_argument("--unipen-renders", type=int, default=pens.UNIPEN_RENDERS)
     p.add_argument("--mnist-only", action="store_true")
+    p.add_argument("--no-unipen", action="store_true")
+    p.add_argument("--drop-sites", nargs="+", default=[], metavar="SITE",
+                   help="leave these UNIPEN sites' people out of training (still scored)")
     p.add_argument("--model", default="digitnet")
     p.add_argument("--epochs", type=int, default=None,
                    help="default: 12 for digitnet, else the model's recipe")
@@ -55,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--distill-weight", type=float, default=1.0)
     args = p.parse_args(argv)
     pens.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
+    pens.UNIPEN_RENDERS = args.unipen_renders
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model,
                                                                        "sketch")["epochs"])
@@ -66,9 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         # Every net holds out the same writers and MNIST digits (the first seed's), so their average
         # can be scored.
         tr, held_out["val"] = split(data, fraction, split_seed)
-        # --mnist-only: the same split, then the pen digits taken out of the training side only.
+        # --mnist-only / --no-unipen: the same split, then pen digits taken out of the training
+        # side only.
         if args.mnist_only:
             tr = tr.subset(torch.arange(tr.parts["mnist"][1]))
+        elif args.no_unipen:
+            tr = tr.subset(torch.arange(tr.parts["unipen"][0]))
+        if args.drop_sites:
+            dropped = torch.tensor(_site_groups(args.drop_sites))
+            tr = tr.subset(torch.nonzero(~torch.isin(tr.groups, dropped)).flatten())
         return tr, held_out["val"]
 
     D.split_train_val = held_out_split
@@ -97,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _site_groups(sites: list[str]) -> list[int]:
+    """The handwriting mix's writer numbers of UNIPEN's people at these sites."""
+    tree = pens.unipen_tree(LoadArgs(default_data_root(), True, False, None, None, 0))
+    people = sorted({pens.person_of(d["writer"]) for d in read_unipen_1a(tree)[0]})
+    return [datasets.UNIPEN_WRITERS + i for i, p in enumerate(people)
+            if p.split("/")[0] in sites]
+
+
 def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: dict,
             seconds: float | None) -> None:
     print(
@@ -104,8 +127,11 @@ def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: 
             {
                 "model": cfg.model,
                 "renders": args.renders,
+                "unipen_renders": None if args.no_unipen else args.unipen_renders,
                 "per_epoch": args.per_epoch,
                 "mnist_only": args.mnist_only,
+                "no_unipen": args.no_unipen,
+                "drop_sites": args.drop_sites,
                 "teacher": args.teacher,
                 "distill_weight": args.distill_weight if args.teacher else None,
                 "epochs": cfg.epochs,

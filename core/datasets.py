@@ -17,20 +17,13 @@ from pathlib import Path
 
 import torch
 
+from . import pens
 from .augment import AUGMENTATIONS
 from .downloads import missing, require_online
 from .folders import load_folder_split, load_imagefolder
 from .imagedata import DataError, ImageData, LoadArgs, cached, default_data_root
 from .kinds import NAMES, by_channels, get_kind
-from .pens import (
-    DIGIT_CLASSES,
-    PENDIGITS_RENDERS,
-    PENDIGITS_TEST_SHARE,
-    PENDIGITS_URL,
-    load_pendigits,
-    pen_file,
-    rendered_pen_file,
-)
+from .pens import DIGIT_CLASSES, PENDIGITS_TEST_SHARE, PENDIGITS_URL, UNIPEN_DOI, load_pendigits
 
 __all__ = ["DatasetSpec", "register", "list_datasets", "get_dataset_spec", "load_dataset",
            "checkpoint_kind", "CIFAR10_CLASSES", "FASHION_CLASSES", "DIGIT_CLASSES"]
@@ -40,7 +33,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot"]
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
-# Handwriting training: renderings of each pen digit one epoch uses (0: all of them).
+# Handwriting training: renderings of each pen drawing one epoch uses (0: all of them).
 HANDWRITING_PER_EPOCH = 0
 
 
@@ -128,7 +121,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     kind = data.get("kind") or spec.kind_for(c)
     return ImageData(data["images"], data["labels"], list(data["classes"]), mean, std, name, kind,
                      spec.augment_for(c, kind), spec.tta_flip_for(c, kind), data.get("parts", {}),
-                     data.get("groups"), data.get("items"), data.get("per_epoch", 1))
+                     data.get("groups"), data.get("items"), data.get("per_epoch", 1),
+                     data.get("summary", ""))
 
 
 def checkpoint_kind(meta: dict) -> str:
@@ -190,26 +184,46 @@ def _load_cifar10(a: LoadArgs) -> dict:
     return {"images": images, "labels": torch.tensor(ds.targets), "classes": list(ds.classes)}
 
 
+def _pen_parts(a: LoadArgs) -> list[tuple[str, dict, int]]:
+    """The pen collections of the handwriting mix for this split: (name, images, labels and
+    writers, renderings per drawing)."""
+    parts = []
+    pen = pens.pen_file(a, "train" if a.train else "test")
+    if pen is not None:
+        rendered = pens.rendered_pen_file(pen, pens.PENDIGITS_RENDERS)
+        parts.append(("pendigits", {**rendered, "groups": rendered["writers"]},
+                      pens.PENDIGITS_RENDERS))
+    unipen = pens.load_unipen(a)
+    parts.append(("unipen", {**unipen, "groups": unipen["groups"] + UNIPEN_WRITERS},
+                  pens.UNIPEN_RENDERS))
+    return parts
+
+
+# Writer numbers of the mix: pendigits' own (1-30), UNIPEN's people from here on; MNIST's unknown.
+UNIPEN_WRITERS = 1000
+
+
 def _load_handwriting(a: LoadArgs) -> dict:
     mnist = _load_mnist(a)
-    parts = {"mnist": (0, len(mnist["labels"]))}
-    if a.train:
-        pen = rendered_pen_file(pen_file(a, "train"), PENDIGITS_RENDERS)
-    else:
-        test_file = pen_file(a, "test")
-        if test_file is None:
-            return {**mnist, "parts": parts}
-        pen = rendered_pen_file(test_file, PENDIGITS_RENDERS)
-    parts["pendigits"] = (len(mnist["labels"]), len(mnist["labels"]) + len(pen["labels"]))
+    n = len(mnist["labels"])
+    images, labels = [mnist["images"]], [mnist["labels"]]
+    groups, items = [torch.full((n,), -1, dtype=torch.long)], [torch.full((n,), -1)]
+    parts, summaries = {"mnist": (0, n)}, []
+    for name, pen, renders in _pen_parts(a):
+        start, count = sum(len(x) for x in labels), len(pen["labels"])
+        parts[name] = (start, start + count)
+        images.append(pen["images"])
+        labels.append(pen["labels"])
+        groups.append(pen["groups"])
+        # The renderings of a drawing are consecutive: each epoch may train on a fresh choice.
+        items.append(start + torch.arange(count) // renders)
+        summaries.append(pen.get("summary", ""))
+    out = {"images": torch.cat(images), "labels": torch.cat(labels), "classes": DIGIT_CLASSES,
+           "parts": parts, "groups": torch.cat(groups),
+           "summary": "\n".join(s for s in summaries if s)}
     # Writers are known for the pen digits only; a validation split holds them out whole.
-    no_one = torch.full((len(mnist["labels"]),), -1, dtype=torch.long)
-    out = {"images": torch.cat([mnist["images"], pen["images"]]),
-           "labels": torch.cat([mnist["labels"], pen["labels"]]), "classes": DIGIT_CLASSES,
-           "parts": parts, "groups": torch.cat([no_one, pen["writers"]])}
-    if a.train and 0 < HANDWRITING_PER_EPOCH < PENDIGITS_RENDERS:
-        # The renderings of a digit are consecutive: each epoch trains on a fresh choice of them.
-        drawing = torch.arange(len(pen["labels"])) // PENDIGITS_RENDERS
-        out.update(items=torch.cat([no_one, drawing]), per_epoch=HANDWRITING_PER_EPOCH)
+    if a.train and HANDWRITING_PER_EPOCH:
+        out.update(items=torch.cat(items), per_epoch=HANDWRITING_PER_EPOCH)
     return out
 
 
@@ -217,8 +231,9 @@ def _load_handwriting(a: LoadArgs) -> dict:
 # The datasets
 
 _PEN_SOURCE = f"UCI Pen-Based Recognition of Handwritten Digits, UNIPEN files ({PENDIGITS_URL})"
-_PEN_RENDERS = (f"each digit drawn {PENDIGITS_RENDERS} times on the 400 px sketch canvas (random "
-                "size, position and brush 6-30 px), then the app's sketch preprocessing")
+_PEN_RENDERS = (f"each digit drawn {pens.PENDIGITS_RENDERS} times on the 400 px sketch canvas "
+                "(random size, position and brush 6-30 px), then the app's sketch preprocessing")
+_UNIPEN_SOURCE = f"UNIPEN train_r01_v07, section 1a ({UNIPEN_DOI})"
 
 register(DatasetSpec(
     "mnist", "MNIST (digits)", _load_mnist, "sketch", 1, 28, tuple(DIGIT_CLASSES),
@@ -242,11 +257,18 @@ register(DatasetSpec(
           f"present, else {PENDIGITS_TEST_SHARE:.0%} of the training file's writers (6 of 30), "
           "whole, chosen by the seed"))
 register(DatasetSpec(
-    "handwriting", "Handwriting (MNIST + pen digits)", _load_handwriting, "sketch", 1, 28,
-    tuple(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD, f"MNIST and {_PEN_SOURCE}",
-    "CC BY-SA 3.0 and CC BY 4.0",
-    notes=f"MNIST train + all pen digits of the training file ({_PEN_RENDERS}). Test: MNIST test, "
-          "plus the pen-digit test file's renders when present (scored apart too)"))
+    "unipen", "UNIPEN digits (121 writers)", pens.load_unipen, "sketch", 1, 28,
+    tuple(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD, _UNIPEN_SOURCE, "CC BY 4.0",
+    notes=f"13,376 isolated digits of 111 people (121 writer ids) at 13 sites, each digit brought "
+          f"into one box ({_PEN_RENDERS}). Test: a fifth of the people, whole, by a hash of their "
+          "names"))
+register(DatasetSpec(
+    "handwriting", "Handwriting (MNIST + pen digits + UNIPEN)", _load_handwriting, "sketch", 1,
+    28, tuple(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD,
+    f"MNIST, {_PEN_SOURCE} and {_UNIPEN_SOURCE}", "CC BY-SA 3.0 and CC BY 4.0",
+    notes=f"MNIST train + all pen digits of the training file + UNIPEN's training people "
+          f"({_PEN_RENDERS}). Test: MNIST test, UNIPEN's test people and the pen-digit test file "
+          "when present (each scored apart too)"))
 register(DatasetSpec(
     "imagefolder", "Image folder", load_imagefolder, None, None, None, None, (0.5,), (0.25,),
     "a local folder: DIR/train/<class>/*, DIR/test/<class>/*, or DIR/<class>/* (split 80/20 by "

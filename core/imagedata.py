@@ -58,6 +58,7 @@ class ImageData:
     # (`epoch_pool`). None: every image, always.
     items: torch.Tensor | None = None
     per_epoch: int = 1
+    summary: str = ""  # what its loader read and skipped, for the run's log
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -404,7 +404,8 @@ def start_event(run: Run) -> dict:
             "test_size": len(run.test_set) if run.test_set else 0, "classes": run.train_set.classes,
             "parameters": run.parameters, "steps_per_epoch": run.steps_per_epoch,
             "total_steps": run.total_steps, "start_epoch": run.start_epoch,
-            "processes": run.world.size, "backend": run.world.backend}
+            "processes": run.world.size, "backend": run.world.backend,
+            "data": run.train_set.summary}
 
 
 def train(cfg: TrainConfig, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
@@ -528,14 +529,15 @@ def summarize(event: dict) -> dict:
 
 
 def start_line(e: dict) -> str:
-    """The log line for a start event (CLI and web app)."""
+    """The log line for a start event (CLI and web app), and what the data's loader said."""
     c = e["config"]
-    processes = f" x {e['processes']} processes ({e['backend']})" if e.get("processes",
-                                                                           1) > 1 else ""
-    return (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, "
+    several = e.get("processes", 1) > 1
+    processes = f" x {e['processes']} processes ({e['backend']})" if several else ""
+    line = (f"{c['model']} on {c['dataset']} ({e['train_size']} train, {e['val_size']} val, "
             f"{e['test_size']} test) | {e['parameters']:,} parameters | device "
             f"{e['device']}{' amp ' + e['amp'] if e['amp'] else ''}{processes} | {c['optimizer']} "
             f"lr {c['lr']} batch {c['batch_size']} epochs {c['epochs']}")
+    return line + (f"\n{e['data']}" if e.get("data") else "")
 
 
 def epoch_line(e: dict) -> str:

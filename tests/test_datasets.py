@@ -4,6 +4,7 @@ checkpoint carries."""
 from __future__ import annotations
 
 import io
+import math
 import struct
 import urllib.request
 import zipfile
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from unipen_sample import synthetic_unipen
+from unipen_sample import UNIPEN_1A_TEST, UNIPEN_1A_WRITERS, synthetic_unipen, synthetic_unipen_1a
 
 from conftest import ROOT
 from core import checkpoint as ckpt
@@ -52,8 +53,10 @@ def _idx_root(tmp_path, folder: str, n: int = 20):
 
 
 def _pen_root(tmp_path, text: str | None = None):
+    """A data folder with a synthetic pendigits training file and UNIPEN 1a section."""
     (tmp_path / "pendigits").mkdir(parents=True, exist_ok=True)
     (tmp_path / "pendigits" / "pendigits-orig.tra").write_text(text or synthetic_unipen())
+    synthetic_unipen_1a(tmp_path)
     return tmp_path
 
 
@@ -183,24 +186,29 @@ def test_pendigits_test_file_is_used_when_present_and_handwriting_joins_mnist(tm
     assert len(DS.load_dataset("pendigits", "test", root=root, download=False)) == 20 * r
     train = DS.load_dataset("handwriting", "train", root=root, download=False)
     test = DS.load_dataset("handwriting", "test", root=root, download=False)
-    assert len(train) == 20 + 50 * r and train.kind == "sketch"
-    assert test.parts == {"mnist": (0, 20), "pendigits": (20, 20 + 20 * r)}
+    u = pens.UNIPEN_RENDERS
+    # UNIPEN: 6 people (6 writer ids) in training, 3 people (4 ids) in the test split, 10 each
+    assert len(train) == 20 + 50 * r + 60 * u and train.kind == "sketch"
+    assert test.parts == {"mnist": (0, 20), "pendigits": (20, 20 + 20 * r),
+                          "unipen": (20 + 20 * r, 20 + 20 * r + 40 * u)}
+    assert "UNIPEN 1a: 100 digits of 9 people" in train.summary
+    assert "10 fewer than 2 points" in train.summary
     (root / "pendigits" / "pendigits-orig.tes").unlink()
     assert DS.load_dataset("handwriting", "test", root=root, download=False).parts == {
-        "mnist": (0, 20)
-    }
+        "mnist": (0, 20), "unipen": (20, 20 + 40 * u)}
 
 
 def test_a_validation_split_of_handwriting_holds_out_whole_writers_and_scores_its_parts(tmp_path):
     root = _idx_root(_pen_root(tmp_path), "MNIST")
     data = DS.load_dataset("handwriting", "train", root=root, download=False)
     writers = data.groups[data.groups >= 0].unique()
-    assert len(writers) == 5 and int((data.groups < 0).sum()) == 20
+    # 5 pendigits writers and UNIPEN's 6 training people
+    assert len(writers) == 11 and int((data.groups < 0).sum()) == 20
     train, val = D.split_train_val(data, 0.4, seed=0)
     held = set(val.groups[val.groups >= 0].tolist())
-    assert len(held) == 2 and not held & set(train.groups[train.groups >= 0].tolist())
-    assert val.parts == {"mnist": (0, 8), "pendigits": (8, len(val))}
-    assert train.parts == {"mnist": (0, 12), "pendigits": (12, len(train))}
+    assert len(held) == 4 and not held & set(train.groups[train.groups >= 0].tolist())
+    assert list(val.parts) == ["mnist", "pendigits", "unipen"] and val.parts["mnist"] == (0, 8)
+    assert train.parts["mnist"] == (0, 12) and train.parts["unipen"][1] == len(train)
     assert bool((val.groups[:8] < 0).all()) and bool((val.groups[8:] >= 0).all())
     # The pen part of the validation set is every rendering of the held-out writers, and only
     # theirs.
@@ -213,9 +221,11 @@ def test_handwriting_can_train_each_epoch_on_some_of_a_digits_renderings(tmp_pat
     root = _idx_root(_pen_root(tmp_path), "MNIST")
     monkeypatch.setattr(DS, "HANDWRITING_PER_EPOCH", 1)
     data = DS.load_dataset("handwriting", "train", root=root, download=False)
-    r = pens.PENDIGITS_RENDERS
-    assert data.per_epoch == 1 and D.epoch_size(data) == 20 + 50
-    assert data.items[:20].eq(-1).all() and torch.equal(data.items[20:], torch.arange(50 * r) // r)
+    r, u = pens.PENDIGITS_RENDERS, pens.UNIPEN_RENDERS
+    assert data.per_epoch == 1 and D.epoch_size(data) == 20 + 50 + 60
+    assert data.items[:20].eq(-1).all()
+    assert torch.equal(data.items[20:20 + 50 * r], 20 + torch.arange(50 * r) // r)
+    assert torch.equal(data.items[20 + 50 * r:], 20 + 50 * r + torch.arange(60 * u) // u)
     assert DS.load_dataset("handwriting", "test", root=root, download=False).items is None
 
 
@@ -229,17 +239,23 @@ def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_ren
                       data_root=str(root), download=False, val_split=0.4, test=False)
     events = list(train(cfg))
     start, epochs = events[0], [e for e in events if e["type"] == "epoch"]
-    # 12 MNIST images and 3 of the 5 writers' 30 digits train, one rendering of each per epoch: 42
-    # images, 3 batches.
-    assert start["steps_per_epoch"] == 3 and epochs[-1]["step"] == 6
-    assert set(epochs[-1]["val_parts"]) == {"mnist", "pendigits"}
-    # Each held-out writer is scored apart; together they make the pen part (all hold 10 digits x 4
-    # renderings).
     _, val = D.split_train_val(DS.load_dataset("handwriting", "train", root=root, download=False),
                                0.4, 0)
+    train_set, _ = D.split_train_val(
+        DS.load_dataset("handwriting", "train", root=root, download=False), 0.4, 0)
+    # 12 MNIST images and one rendering of each training writer's digits an epoch
+    (a, b), (c, d) = train_set.parts["pendigits"], train_set.parts["unipen"]
+    pens_kept = (b - a) // pens.PENDIGITS_RENDERS + (d - c) // pens.UNIPEN_RENDERS
+    assert D.epoch_size(train_set) == 12 + pens_kept
+    assert start["steps_per_epoch"] == math.ceil((12 + pens_kept) / 16)
+    assert epochs[-1]["step"] == 2 * start["steps_per_epoch"]
+    assert set(epochs[-1]["val_parts"]) == {"mnist", "pendigits", "unipen"}
+    assert "UNIPEN 1a: 100 digits of 9 people" in start["data"]
+    # Each held-out writer is scored apart; together they make the pen parts.
     groups = epochs[-1]["val_groups"]
-    assert set(groups) == set(val.groups[val.groups >= 0].tolist()) and len(groups) == 2
-    assert sum(groups.values()) / 2 == pytest.approx(epochs[-1]["val_parts"]["pendigits"])
+    assert set(groups) == set(val.groups[val.groups >= 0].tolist()) and len(groups) == 4
+    pen_parts = [epochs[-1]["val_parts"][p] for p in ("pendigits", "unipen")]
+    assert min(pen_parts) - 1e-6 <= min(groups.values()) <= max(pen_parts) + 1e-6
 
 
 def test_unipen_text_errors_name_the_line():
@@ -300,6 +316,134 @@ def test_pendigits_offline_or_with_downloads_off_names_the_folder(tmp_path, monk
         assert str(tmp_path / "pendigits" / "pendigits-orig.tra") in str(info.value)
 
 
+# -- UNIPEN section 1a ----------------------------------------------------------------------------
+
+def test_unipen_round_trip_holds_out_whole_people_by_name(tmp_path):
+    synthetic_unipen_1a(tmp_path)
+    train = DS.load_dataset("unipen", "train", root=tmp_path, download=False)
+    test = DS.load_dataset("unipen", "test", root=tmp_path, download=False)
+    u = pens.UNIPEN_RENDERS
+    # 10 writer ids of 9 people, 10 digits each (the dots are skipped); ibm's two sessions of
+    # person 07 are one person, in the test split with aaa/1 and bbb/1.
+    assert (len(train), len(test)) == (60 * u, 40 * u) and train.kind == "sketch"
+    people = sorted({pens.person_of(f"{s}/{w}") for s, w in UNIPEN_1A_WRITERS})
+    assert len(people) == 9
+    assert {people[g] for g in test.groups.tolist()} == UNIPEN_1A_TEST
+    assert not set(train.groups.tolist()) & set(test.groups.tolist())
+    assert all(pens.in_test_split(p) == (p in UNIPEN_1A_TEST) for p in people)
+    # Label n of writer k is (i + k) % 10: every digit occurs, each drawing u times in a row
+    assert sorted(set(train.labels.tolist())) == list(range(10))
+    assert torch.equal(train.labels[::u].repeat_interleave(u), train.labels)
+    assert (train.images.flatten(1).amax(1) > 64).all()  # ink in every rendering (thin 1s too)
+    assert "100 digits of 9 people (10 writer ids" in train.summary
+    assert "10 fewer than 2 points" in train.summary
+
+
+def test_unipen_digits_are_brought_into_the_tablet_box_whatever_the_sites_units():
+    from core.strokes import TABLET
+    for scale in (0.01, 1.0, 300.0):
+        strokes = [[(10 * scale, 20 * scale), (10 * scale, 80 * scale)],
+                   [(0, 50 * scale), (30 * scale, 50 * scale)]]
+        out = pens.normalised(strokes)
+        xs = [x for s in out for x, _ in s]
+        ys = [y for s in out for _, y in s]
+        # the taller side fills the box less its margins; the aspect and centre are kept
+        assert max(ys) - min(ys) == pytest.approx(TABLET * (1 - 2 * pens.MARGIN))
+        assert max(xs) - min(xs) == pytest.approx(TABLET * (1 - 2 * pens.MARGIN) / 2)
+        assert (max(xs) + min(xs)) / 2 == pytest.approx(TABLET / 2)
+        assert (max(ys) + min(ys)) / 2 == pytest.approx(TABLET / 2)
+
+
+def _tar(tree, extra: dict[str, bytes] | None = None, link: str | None = None) -> bytes:
+    """A .tar.gz of a synthetic distribution: its files under train_r01_v07/, plus `extra`."""
+    import tarfile
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as t:
+        for f in sorted(tree.rglob("*")):
+            if f.is_file():
+                t.add(f, arcname=f"train_r01_v07/{f.relative_to(tree)}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            t.addfile(info)
+    return buffer.getvalue()
+
+
+def _zenodo(monkeypatch, body: bytes, size: int | None = None) -> list[str]:
+    """urlopen answering the UNIPEN record's JSON and its archive; returns the URLs asked."""
+    import json
+    asked = []
+    archive_url = "https://zenodo.example/files/train_r01_v07.tgz"
+    record = {"files": [{"key": "README.txt", "size": 10, "links": {"self": "x"}},
+                        {"key": "train_r01_v07.tgz", "size": len(body) if size is None else size,
+                         "links": {"self": archive_url}}]}
+
+    def fake_urlopen(request, timeout=None):
+        url = getattr(request, "full_url", request)
+        method = getattr(request, "get_method", lambda: "GET")()
+        assert timeout == DOWNLOAD_TIMEOUT_S
+        asked.append(f"{method} {url}")
+        if method == "HEAD":
+            return _Response(b"")
+        return _Response(json.dumps(record).encode() if url == pens.UNIPEN_RECORD else body)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    return asked
+
+
+def test_unipen_download_keeps_section_1a_and_its_includes_only(tmp_path, monkeypatch):
+    source = synthetic_unipen_1a(tmp_path / "made")
+    body = _tar(source, {"train_r01_v07/data/1b/aaa/x.dat": b".VERSION 1.0\n",
+                         "train_r01_v07/doc/README": b"hello",
+                         "train_r01_v07/include/aaa/unused.dat": b"not needed"})
+    asked = _zenodo(monkeypatch, body)
+    root = tmp_path / "data"
+    data = DS.load_dataset("unipen", "test", root=root)
+    assert len(data) == 40 * pens.UNIPEN_RENDERS
+    kept = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert kept == sorted(f"unipen/{p.relative_to(source.parent)}" for p in source.rglob("*")
+                          if p.is_file())
+    assert f"GET {pens.UNIPEN_RECORD}" in asked and asked[-1].endswith("train_r01_v07.tgz")
+
+
+@pytest.mark.parametrize("case", ["parent", "absolute", "link", "too large", "no section"])
+def test_a_hostile_or_wrong_unipen_archive_is_refused_before_anything_is_written(
+        tmp_path, monkeypatch, case):
+    source = synthetic_unipen_1a(tmp_path / "made")
+    body, size = {
+        "parent": (_tar(source, {"train_r01_v07/../../evil.dat": b"x"}), None),
+        "absolute": (_tar(source, {"/tmp/evil.dat": b"x"}), None),
+        "link": (_tar(source, link="train_r01_v07/include/aaa/passwd"), None),
+        "too large": (b"never read", pens.UNIPEN_MAX_ARCHIVE + 1),
+        "no section": (_tar(tmp_path / "made" / "unipen" / "train_r01_v07" / "include"), None),
+    }[case]
+    _zenodo(monkeypatch, body, size)
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as info:
+        DS.load_dataset("unipen", "train", root=root)
+    message = str(info.value)
+    assert {"parent": "refused", "absolute": "refused", "link": "refused",
+            "too large": "larger than", "no section": "no train_r01_v07/data/1a"}[case] in message
+    assert not [p for p in root.rglob("*") if p.is_file()]  # nothing extracted, no download left
+
+
+def test_unipen_offline_names_the_folder_and_where_it_comes_from(tmp_path, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    for download in (True, False):
+        with pytest.raises(DataError) as info:
+            DS.load_dataset("unipen", "train", root=tmp_path, download=download)
+        message = str(info.value)
+        assert str(tmp_path / "unipen" / "train_r01_v07") in message
+        assert pens.UNIPEN_DOI in message and "TINYVISION_DATA" in message
+
+
 # -- the real data --------------------------------------------------------------------------------
 
 def test_real_fashion_mnist_is_exact(data_root):
@@ -336,6 +480,26 @@ def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_roo
         for i in sample
     )
     assert right / len(sample) >= 0.9, f"{right}/{len(sample)}"
+
+
+@pytest.mark.slow  # parses and renders 13,376 drawings once (about 30 s)
+def test_real_unipen_section_1a_read_whole_and_split_by_people(data_root, monkeypatch):
+    monkeypatch.setattr(pens, "UNIPEN_RENDERS", 1)
+    train = DS.load_dataset("unipen", "train", root=data_root, download=False)
+    test = DS.load_dataset("unipen", "test", root=data_root, download=False)
+    assert len(train) + len(test) == 13376 and 0.15 < len(test) / 13376 < 0.25
+    assert "13,376 digits of 111 people (121 writer ids, 13 sites)" in train.summary
+    assert len(set(train.groups.tolist()) | set(test.groups.tolist())) == 111
+    assert not set(train.groups.tolist()) & set(test.groups.tolist())
+    assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999
+    # Labels right: the MNIST-only digit model (never trained on these) reads most as labelled.
+    predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
+    sample = torch.arange(0, len(test), 13)
+    right = sum(
+        int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
+        for i in sample
+    )
+    assert right / len(sample) >= 0.85, f"{right}/{len(sample)}"
 
 
 # -- the input kind a checkpoint carries ----------------------------------------------------------
