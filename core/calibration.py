@@ -9,6 +9,8 @@ what they say; `energy_score` says how much an input looks like anything the mod
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -126,4 +128,5 @@ def fit_unsure_threshold(model: nn.Module, data: ImageData, temperature: float,
         logits = predict_logits(model, x, data.mean, data.std, tta_flip, tta_shift).cpu()
         scores.append(energy_score(logits, temperature))
     model.train(was_training)
-    return round(torch.cat(scores).quantile(1 - passing).item(), 4)
+    # Rounded down: a threshold stored with 4 decimals passes at least the share asked.
+    return math.floor(torch.cat(scores).quantile(1 - passing).item() * 1e4) / 1e4

@@ -51,6 +51,7 @@ def test_a_few_examples_are_seen_through_several_augmented_views():
     data = ImageData(images, torch.tensor([0, 1] * 3), ["a", "b"], (0.5,), (0.25,), "x",
                      "greyscale", "shift", False)
     seen = []
+    torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
     model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
     threshold = fit_unsure_threshold(model, data, 1.0, augment=True)
