@@ -9,6 +9,7 @@ import functools
 import inspect
 import logging
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,6 +26,7 @@ from core.preparation import SKETCH, InputError, decoding_error
 from core.services import texts
 from core.services.answers import OWN_KEY, Answers
 from core.services.dashboard import OUTPUTS, TABLE_HEADERS
+from core.services.http_guard import http_guard
 from core.services.own_classes import (
     STARTS,
     ClassFolders,
@@ -35,8 +37,8 @@ from core.services.own_classes import (
 )
 from core.services.page_assets import WEB_DIR, PageAssets, page_compression, runtime_sources
 from core.services.page_models import PageModels
-from core.services.runs import Trainer
-from core.services.settings import ServerSettings
+from core.services.runs import MAX_WAITING, Trainer
+from core.services.settings import MAX_UPLOAD_MB, ServerSettings
 from core.services.shelf import Shelf
 from core.services.training_requests import (
     FAST,
@@ -47,7 +49,7 @@ from core.services.training_requests import (
     offered_datasets,
     recipe,
 )
-from core.services.visitor_models import VisitorModels
+from core.services.visitor_models import SESSION_MODELS_TTL_S, VisitorModels
 from core.strokes import CANVAS
 
 ROOT = Path(__file__).resolve().parent
@@ -55,17 +57,29 @@ EXAMPLES = sorted((ROOT / "examples" / "photos").glob("*.[jp][pn]g"))
 BRUSH_RADIUS = 6  # a pen-like line on this canvas (about 12 px wide): thin lines keep loops open
 REQUEST_FIELDS = tuple(f.name for f in fields(TrainRequest))
 log = logging.getLogger("tinyvision.app")
+# Training calls are let in to the trainer, which runs one and keeps the others in its own bounded
+# line (core.services.runs): a call beyond it is refused at once, never left waiting unseen.
+TRAINING_CALLS = MAX_WAITING + 2
+
+
+def _refusal(message: str) -> gr.Error:
+    """The error a page or API caller is shown; the web framework prints no traceback of it (what
+    is worth a traceback is logged where it happens)."""
+    return gr.Error(message, print_exception=False)
 
 
 def _user_errors(fn: Callable) -> Callable:
-    """Show an InputError's message on the page and return it to API callers; any other error is
-    logged with its traceback and answered with texts.GENERIC_ERROR. For a generator (a streaming
-    event) also while it streams."""
+    """Show an InputError's message on the page and return it to API callers (server paths
+    shortened to names, texts.public; logged in one line); any other error is logged with its
+    traceback and answered with texts.GENERIC_ERROR. For a generator (a streaming event) also while
+    it streams."""
     def refusal(exc: Exception) -> gr.Error:
         if isinstance(exc, InputError):
-            return gr.Error(str(exc))
+            message = texts.public(str(exc))
+            log.info("refused %s: %s", fn.__name__, message)  # one line: a refusal is no fault
+            return _refusal(message)
         log.exception("%s failed", fn.__name__)
-        return gr.Error(texts.GENERIC_ERROR)
+        return _refusal(texts.GENERIC_ERROR)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -98,15 +112,19 @@ class _Blocks(gr.Blocks):
     answered in the project's words, its details logged.
     """
 
-    async def preprocess_data(self, *args, **kwargs):
+    async def preprocess_data(self, block_fn, *args, **kwargs):
         try:
-            return await super().preprocess_data(*args, **kwargs)
-        except gr.Error:
-            raise
+            return await super().preprocess_data(block_fn, *args, **kwargs)
+        except gr.Error as exc:  # a component's own check (a choice, a bound): its words, one line
+            log.info("refused an input of %s: %s", block_fn.api_name or block_fn.name, exc.message)
+            raise _refusal(texts.public(exc.message)) from None
         except Exception as exc:
-            log.warning("an input could not be read", exc_info=True)
-            raise gr.Error(decoding_error(exc.__cause__, detail=False)
-                           or texts.UNREADABLE_INPUT) from None
+            inputs = [type(c).__name__ for c in block_fn.inputs if not isinstance(c, gr.State)]
+            message = (decoding_error(exc.__cause__, detail=False)
+                       or texts.unreadable(block_fn.api_name, inputs))
+            log.info("refused an input of %s: %s (%s)", block_fn.api_name or block_fn.name,
+                     message, type(exc).__name__)
+            raise _refusal(message) from None
 
 
 def _own_image_file(fn: Callable) -> Callable:
@@ -152,6 +170,29 @@ def _named(fn: Callable, names: Sequence[str]) -> Callable:
 
 def _session(request: gr.Request | None) -> str:
     return request.session_hash if request is not None and request.session_hash else ""
+
+
+# Calls waiting in the framework's queue, all events together (a backstop: the trainer keeps its own
+# bounded line); and the sessions whose page state the framework keeps (the oldest is dropped).
+QUEUE_MAX, SESSIONS_HELD = 256, 2000
+# A streaming call whose caller has this many updates waiting unread is not being read (a REST
+# call whose stream nobody opened): about half a minute of a training's updates.
+UNREAD_LIMIT = 120
+
+
+def _reader(demo: gr.Blocks, request: gr.Request | None) -> Callable[[], bool]:
+    """Whether anyone still reads the updates of this request's session. A page or client that
+    leaves closes the stream (the framework then closes the generator); a REST call whose stream
+    is never opened only shows as updates piling up unread in the framework's queue for it."""
+    session = _session(request)
+
+    def reading() -> bool:
+        try:
+            waiting = demo._queue.pending_messages_per_session.get(session)
+            return waiting is None or waiting.qsize() < UNREAD_LIMIT
+        except Exception:  # the framework keeps them otherwise: assume someone reads
+            return True
+    return reading
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,12 +315,13 @@ class _Page:
         """Use this model, Upload a checkpoint and Download ONNX of a tab that trains."""
         dropdowns = [self.own, self.digit_model, self.photo_model]
 
-        def used(state: dict, own: dict) -> tuple:
-            own, tab, key, message = self.models.use((state or {}).get("checkpoint"), own)
+        def used(state: dict, own: dict, request: gr.Request) -> tuple:
+            own, tab, key, message = self.models.use((state or {}).get("checkpoint"), own,
+                                                     _session(request))
             return own, *self.offered(own, tab, key), message
 
-        def adopted(path: str | None, own: dict) -> tuple:
-            own, tab, key, state, message = self.models.adopt(path, own)
+        def adopted(path: str | None, own: dict, request: gr.Request) -> tuple:
+            own, tab, key, state, message = self.models.adopt(path, own, _session(request))
             mine = ()
             if tab_model is not None:  # the tab's own model (its try-it pad answers with it)
                 mine = ({OWN_KEY: own[key]}, gr.update(model=self.pads.spec(own[key])))
@@ -460,7 +502,8 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
         api_report, api_checkpoint = gr.JSON(visible=False), gr.File(visible=False)
         api_button = gr.Button(visible=False)
     run_state = gr.State({"checkpoint": None, "resumable": False})
-    own_model = gr.State({})  # the model this tab trained or was given
+    # the model this tab trained or was given
+    own_model = gr.State({}, time_to_live=SESSION_MODELS_TTL_S)
 
     def examples(kind: str, request: gr.Request) -> ExampleSet:
         return page.classes.examples(_session(request), kind)
@@ -529,7 +572,7 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
 
     def train_classes(kind: str, start: str, fine: bool, request: gr.Request):
         updates = train_own(page.trainer, page.answers.shelf, examples(kind, request), start,
-                            fine, _session(request))
+                            fine, _session(request), _reader(demo, request))
         yield from _stream(updates, page.trainer.device_note(), finished)
 
     def train_api(path: str | None, kind: str, start: str, request: gr.Request) -> tuple:
@@ -567,12 +610,13 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
     outputs = [*(view[k] for k in OUTPUTS[:-2]), checkpoint, run_state, status, own_model,
                try_pad]
     train_btn.click(_user_errors(train_classes), [kind, start, fine_tune], outputs,
-                    api_visibility="private", concurrency_limit=1, concurrency_id="train",
-                    show_progress="minimal", show_progress_on=[view["progress"]])
+                    api_visibility="private", concurrency_limit=TRAINING_CALLS,
+                    concurrency_id="train", show_progress="minimal",
+                    show_progress_on=[view["progress"]])
     stop_btn.click(page.stop, None, status, queue=False, api_visibility="private")
     api_button.click(_user_errors(train_api), [api_archive, api_kind, api_start],
-                     [api_report, api_checkpoint], api_name="train_own", concurrency_limit=1,
-                     concurrency_id="train")
+                     [api_report, api_checkpoint], api_name="train_own",
+                     concurrency_limit=TRAINING_CALLS, concurrency_id="train")
     try_outputs = [answer, seen, try_status]
     try_pad.drawn(_user_errors(try_from_server), [own_model], try_pad, api_visibility="private",
                   trigger_mode="multiple", show_progress="hidden", concurrency_id="predict")
@@ -663,12 +707,14 @@ def _train_tab(demo: gr.Blocks, page: _Page) -> None:
     def train(*args):
         *values, request = args
         asked = TrainRequest(**dict(zip(REQUEST_FIELDS, values)))
-        yield from _stream(trainer.run(asked, _session(request)), trainer.device_note())
+        yield from _stream(trainer.run(asked, _session(request), listening=_reader(demo, request)),
+                           trainer.device_note())
 
-    def resume(run: dict, request: gr.Request):
+    def resume(run: dict, folder: str, request: gr.Request):
         if not (run or {}).get("resumable"):
-            raise gr.Error(texts.NOTHING_TO_RESUME)
-        updates = trainer.run(TrainRequest(), _session(request), resume_from=run["checkpoint"])
+            raise _refusal(texts.NOTHING_TO_RESUME)
+        updates = trainer.run(TrainRequest(folder=folder), _session(request),
+                              resume_from=run["checkpoint"], listening=_reader(demo, request))
         yield from _stream(updates, trainer.device_note())
 
     def fill_recipe(dataset: str, model: str) -> tuple:
@@ -681,6 +727,7 @@ def _train_tab(demo: gr.Blocks, page: _Page) -> None:
     def leave(request: gr.Request) -> None:
         trainer.stop(_session(request))
         page.classes.session_ended(_session(request))
+        trainer.folders.session_ended(_session(request))
 
     recipe_outputs = [*(form[k] for k in RECIPE_FIELDS), form["folder"]]
     gr.on([form["dataset"].input, form["model"].input], _user_errors(fill_recipe),
@@ -690,11 +737,12 @@ def _train_tab(demo: gr.Blocks, page: _Page) -> None:
     # One training at a time on this machine; predictions have their own queue ("predict").
     gr.on([train_btn.click, resume_btn.click], page.queued, None, status, queue=False,
           api_visibility="private")
-    running = dict(concurrency_limit=1, concurrency_id="train", show_progress="minimal",
-                   show_progress_on=[view["progress"]])
+    running = dict(concurrency_limit=TRAINING_CALLS, concurrency_id="train",
+                   show_progress="minimal", show_progress_on=[view["progress"]])
     train_btn.click(_user_errors(_named(train, REQUEST_FIELDS)),
                     [form[k] for k in REQUEST_FIELDS], outputs, api_name="train", **running)
-    resume_btn.click(_user_errors(resume), [run_state], outputs, api_visibility="private",
+    resume_btn.click(_user_errors(resume), [run_state, form["folder"]], outputs,
+                     api_visibility="private",
                      **running)
     stop_btn.click(page.stop, None, status, queue=False, api_name="stop_training")
     page.model_buttons(use_btn, upload, onnx_btn, onnx_file, run_state, checkpoint, use_status)
@@ -713,12 +761,14 @@ def build_app(shelf: Shelf | None = None, settings: ServerSettings | None = None
         page = _Page(Answers(shelf), trainer, VisitorModels(trainer.folders),
                      ClassFolders(settings.runs_root / "classes"), pads,
                      runtime_sources(assets), assets.add("digit_pad.mjs", PAD_CODE.encode()),
-                     gr.State({}))
+                     gr.State({}, time_to_live=SESSION_MODELS_TTL_S))
         _draw_tab(page)
         _photo_tab(page)
         _own_tab(demo, page)
         _train_tab(demo, page)
     demo.page_assets = assets  # served beside Gradio's routes (launch)
+    demo.trainer = trainer  # for benches and tests that watch the runs
+    demo.max_upload_mb = settings.max_upload_mb
     default = shelf.default(DIGITS)
     pads.warm([shelf.models[default]] if default else [])
     return demo
@@ -732,12 +782,23 @@ def launch(demo: gr.Blocks | None = None, **kwargs) -> gr.Blocks:
     page and the API; everything else is texts.GENERIC_ERROR there and a traceback in the log.
     """
     demo = demo or build_app()
-    demo.queue(default_concurrency_limit=2)
+    # An image too large to decode safely is refused wherever it is decoded (the web framework
+    # decodes some inputs itself), not decoded with a warning in the log.
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+    demo.queue(default_concurrency_limit=2, max_size=QUEUE_MAX)
     routes = [demo.page_assets.route()] if hasattr(demo, "page_assets") else []
+    upload_mb = getattr(demo, "max_upload_mb", MAX_UPLOAD_MB)
+    kwargs = {"max_file_size": f"{upload_mb}mb", "state_session_capacity": SESSIONS_HELD, **kwargs}
     demo.launch(show_error=False, **kwargs,
-                app_kwargs={"routes": routes, "middleware": [page_compression()]})
+                app_kwargs={"routes": routes,
+                            "middleware": [http_guard(upload_mb << 20), page_compression()]})
     return demo
 
 
 if __name__ == "__main__":
+    # The server's log: a line per refusal or stopped run, tracebacks of what went wrong.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("tinyvision").addHandler(handler)
+    logging.getLogger("tinyvision").setLevel(logging.INFO)
     launch(build_app(settings=ServerSettings.from_args()))

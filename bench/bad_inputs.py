@@ -12,12 +12,16 @@ prediction. Then bad training requests go to /train (out of range, unknown names
 --allow-folders), bad checkpoint files to the page's upload event (code in a pickle, truncated,
 another architecture) and bad archives of your own classes to /train_own (not a zip, a zip bomb,
 unsafe paths, links, nested archives, too many classes, bad names, no usable images): each must be
-refused with its message, run nothing and write nothing.
+refused with its message, run nothing and write nothing. Last, attacks of bench.attacks: a stopped
+tiny run's checkpoint whose stored config asks for an enormous model must resume as the small model
+it holds, uploads over the size limit must be refused (413), and the app's log must show each
+refusal on one line, and no traceback or warning.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import sys
 import tempfile
@@ -549,6 +553,29 @@ def training_refusals(url: str, workdir: Path, cases: list[tuple[dict, str]] = T
     return rows
 
 
+def attack_rows(proc, url: str, workdir: Path) -> list[dict]:
+    """bench.attacks' tampered resume and oversized uploads against this app, then its log. Each
+    row: the attack, the answer, and whether it did no harm."""
+    from bench.attacks import (
+        App,
+        log_clean,
+        log_lines,
+        oversized_resume,
+        oversized_uploads,
+        stopped_run,
+    )
+    from core.services.settings import MAX_UPLOAD_MB
+
+    app = App(proc, url, workdir)
+    with app.page() as page:
+        checkpoint, _ = stopped_run(app, page)
+    rows = oversized_resume(app, checkpoint) + oversized_uploads(url, MAX_UPLOAD_MB)
+    log = log_lines(workdir / "app.log")
+    rows.append({"attack": "(after all) the app's log: each refusal one line, no traceback or "
+                           "warning", "answer": json.dumps(log), "harmless": log_clean(log)})
+    return rows
+
+
 def run_files(workdir: Path) -> list[str]:
     """Files inside the app's run folders: a refused request must leave none."""
     return sorted(
@@ -581,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             refusals = training_refusals(url, workdir) + archive_refusals(url,
                                                                           workdir) if alive else []
             leftovers = run_files(workdir)
+            attacks = attack_rows(proc, url, workdir) if alive else []
         untouched = checkpoint_hashes() == before
 
     print(f"\nBad inputs through gradio_client ({len(cases)} requests, {seconds:.0f} s)\n")
@@ -609,8 +637,14 @@ def main(argv: list[str] | None = None) -> int:
                                                           r["clear refusal"]] for r in refusals])
     print(f"\nrun files written by refused requests: {len(leftovers)}; shipped checkpoints "
           f"unchanged (sha256): {untouched}")
+    print("\nAttacks (bench.attacks): a tampered resume, uploads over the size limit, the app's "
+          "log\n")
+    print_table(["attack", "answer", "harmless"],
+                [[r["attack"], r["answer"].replace("|", "/")[:160], r["harmless"]]
+                 for r in attacks])
     ok = (alive and untouched and not leftovers and total["unclear"] == total["crash"] == 0
-          and all(r["clear refusal"] for r in refusals))
+          and all(r["clear refusal"] for r in refusals) and bool(attacks)
+          and all(r["harmless"] for r in attacks))
     return 0 if ok else 1
 
 

@@ -95,14 +95,15 @@ def load_checkpoint(path: str | Path) -> dict:
     ours."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path} is not a file")
+        raise CheckpointError(f"{path.name} is not a file")
     if path.stat().st_size > MAX_BYTES:
-        raise CheckpointError(f"{path} is larger than {MAX_BYTES // 2**20} MB; not a checkpoint of "
-                              "this project")
+        raise CheckpointError(f"{path.name} is larger than {MAX_BYTES // 2**20} MB; not a "
+                              "checkpoint of this project")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # PyTorch's own words name its internals and versions: ours say what the file is.
+        reason = "it is not a PyTorch file, or it is damaged or cut short"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             reason = ("it contains Python objects other than tensors (refused: loading it could "
                       "run code)")
@@ -289,9 +290,9 @@ def build_from_checkpoint(payload: dict) -> nn.Module:
     try:
         model = _create(payload)
         model.load_state_dict(dequantize_state_dict(payload["state_dict"]))
-    except (RuntimeError, TypeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"weights do not fit model {payload['model']!r}: {first}") from None
+    except (RuntimeError, TypeError, ValueError):
+        raise CheckpointError(f"its weights do not fit model {payload['model']!r} (their types "
+                              "or values)") from None
     return model.float().eval()
 
 

@@ -16,13 +16,14 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from . import datasets, kinds, models
 from .checkpoint import load_checkpoint
 
 __all__ = ["TrainConfig", "Option", "option", "option_of", "OPTIMIZERS", "SCHEDULES", "LIMITS",
-           "FORM", "check", "resolve_config", "add_arguments", "config_from_args"]
+           "FORM", "check", "recorded", "resolve_config", "add_arguments", "config_from_args"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "none")
@@ -40,6 +41,7 @@ class Option:
     cli_values: dict[str, Any] | None = None  # command-line words -> values, where they differ
     metavar: str | None = None
     label: str | None = None  # the web form's label: the fields the form offers have one
+    path: bool = False  # a file or folder of this machine: a run's record keeps its name only
 
     @property
     def allowed(self) -> tuple | None:
@@ -119,7 +121,8 @@ class TrainConfig:
                        bounds=(0, 2**31 - 1))
     # Where it runs, and the data.
     device: str | None = option(None, "cuda, mps or cpu", unset="the best available")
-    data_root: str | None = option(None, "data folder", unset="$TINYVISION_DATA or ./data")
+    data_root: str | None = option(None, "data folder", unset="$TINYVISION_DATA or ./data",
+                                   path=True)
     download: bool = option(True, "fetch a missing dataset")
     # Image folders: how their images are read (None: the --init-from checkpoint's input, else
     # the folder's record or its channels, core.kinds).
@@ -137,18 +140,19 @@ class TrainConfig:
     init_from: str | None = option(
         None, "start from this checkpoint's weights with a new output layer for the data's "
               "classes (same model; the default model then is the checkpoint's) and the model's "
-              "fine-tuning recipe", metavar="CHECKPOINT")
+              "fine-tuning recipe", metavar="CHECKPOINT", path=True)
     freeze_backbone: bool = option(False, "with --init-from: train only the new output layer")
     teacher: str | None = option(None, "also learn this checkpoint's answers on the images it "
-                                       "reads right (same classes and input)", metavar="CHECKPOINT")
+                                       "reads right (same classes and input)", metavar="CHECKPOINT",
+                                 path=True)
     distill_weight: float = option(1.0, "with --teacher: the weight of its answers",
                                    bounds=(0.0, 10.0))
     pretrained: bool = option(False, "alexnet: start from ImageNet weights (online)")
     model_kwargs: dict = option({}, 'extra constructor arguments, e.g. \'{"widths": [32, 64, '
                                     '128]}\'', metavar="JSON")
     # The run's files.
-    out: str | None = option(None, "checkpoint path", unset="runs/<dataset>-<model>.pt")
-    resume: str | None = option(None, "continue from this checkpoint")
+    out: str | None = option(None, "checkpoint path", unset="runs/<dataset>-<model>.pt", path=True)
+    resume: str | None = option(None, "continue from this checkpoint", path=True)
 
 
 def option_of(name: str) -> Option:
@@ -161,6 +165,17 @@ _TYPES = get_type_hints(TrainConfig)
 LIMITS = {name: option_of(name).bounds for name in _FIELDS if option_of(name).bounds}
 # The settings the web form offers, in its order.
 FORM = tuple(name for name in _FIELDS if option_of(name).label)
+
+
+def recorded(cfg: TrainConfig) -> dict:
+    """A config as a run's checkpoint and report keep it: files and folders by their names only
+    (where they were on the machine that trained is nobody else's business, and a server's folders
+    may name a visitor's session)."""
+    values = asdict(cfg)
+    for name, value in values.items():
+        if option_of(name).path and value:
+            values[name] = Path(value).name
+    return values
 
 
 def _default(f: Field) -> Any:

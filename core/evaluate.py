@@ -69,12 +69,13 @@ def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str
 def checkpoint_data(payload: dict, split: str, root: str | None = None,
                     download: bool = True) -> ImageData:
     """A split of a checkpoint's dataset as its model saw it: at its input size, read as its kind,
-    normalised with its statistics (a transferred model: its source's). An image folder defaults to
-    the folder it was trained on."""
+    normalised with its statistics (a transferred model: its source's). An image folder must be
+    named (`root`): checkpoints keep the name of the folder they trained on, not where it was."""
     c, size, _ = payload["input_shape"]
     cfg = payload.get("config", {})
-    if datasets.get_dataset_spec(payload["dataset"]).folder:
-        root = root or cfg.get("data_root")
+    if datasets.get_dataset_spec(payload["dataset"]).folder and not root:
+        raise DataError(f"this checkpoint trained on an image folder ({cfg.get('data_root')!r}): "
+                        "give its path with --data-root")
     data = datasets.load_dataset(payload["dataset"], split, root, download, size, c, cfg.get("seed",
                                                                                              0),
                                  datasets.checkpoint_kind(payload))

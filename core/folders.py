@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from .imagedata import DataError, LoadArgs, cached
 from .kinds import NAMES, by_channels, get_kind
 from .preparation import InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "FOLDER_RECORD", "FOLDER_TEST_SHARE", "folder_kind",
+__all__ = ["IMAGE_EXTENSIONS", "FOLDER_RECORD", "FOLDER_TEST_SHARE", "folder_kind", "image_files",
            "read_image_files", "load_folder_split", "load_imagefolder", "stratified_split"]
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -53,14 +54,30 @@ def read_image_files(files: list[Path], size: int | None, channels: int) -> torc
     return t.unsqueeze(1) if channels == 1 else t.permute(0, 3, 1, 2).contiguous()
 
 
+def image_files(folder: Path, inside: Path | None = None) -> list[Path]:
+    """The image files under `folder`, sorted. Links are followed only to what lies inside
+    `inside` (default: `folder`): a folder offered to visitors cannot point them at the rest of
+    the machine; linked folders are not walked into."""
+    inside = (inside or folder).resolve()
+    found = []
+    for top, dirs, names in os.walk(folder):  # (links to folders are not followed)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            f = Path(top) / name
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.resolve().is_relative_to(inside):
+                found.append(f)
+    return sorted(found)
+
+
 def _scan_folder(folder: Path) -> tuple[list[Path], list[int], list[str]]:
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    inside = folder.resolve()
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                     and d.resolve().is_relative_to(inside))
     files, labels = [], []
     for label, name in enumerate(classes):
-        for f in sorted((folder / name).rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(f)
-                labels.append(label)
+        found = image_files(folder / name, inside)
+        files += found
+        labels += [label] * len(found)
     return files, labels, classes
 
 
@@ -100,7 +117,7 @@ def _read_folder(folder: Path, kind: str, size: int) -> dict:
 def _folder_images(folder: Path, kind: str, size: int) -> dict:
     """A folder's images, prepared; a large folder's are cached under a key that changes when a
     file does (a few hundred images read in about a second: those are not worth a cache entry)."""
-    files = [f for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+    files = image_files(folder)
     if len(files) < FOLDER_CACHE_MIN:
         return _read_folder(folder, kind, size)
     h = hashlib.sha1(str(folder.resolve()).encode())

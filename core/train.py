@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from . import datasets, distill, distributed, models, transfer
 from . import imagedata as D
 from .augment import FlipMasks, alternating_flips, augment_batch
 from .calibration import fit_temperature, fit_unsure_threshold, tta_options
-from .config import TrainConfig, add_arguments, config_from_args, resolve_config
+from .config import TrainConfig, add_arguments, config_from_args, recorded, resolve_config
 from .evaluate import evaluate_model
 
 __all__ = ["TrainConfig", "SUMMARY_KEYS", "pick_device", "train", "summarize", "start_line",
@@ -209,7 +209,7 @@ def build_run(cfg: TrainConfig) -> Run:
     flips = alternating_flips(len(train_set), cfg.seed + 2, device) if photos else None
     meta = ckpt.make_meta(cfg.model, cfg.dataset, train_set.classes, train_set.input_shape,
                           train_set.mean, train_set.std, model_kwargs, kind=train_set.kind,
-                          config=asdict(cfg), tta_flip=train_set.tta_flip,
+                          config=recorded(cfg), tta_flip=train_set.tta_flip,
                           tta_shift=cfg.tta_shift if train_set.tta_flip else 0)
     trainer = distributed.wrap(model, world)
     teacher = distill.load_teacher(cfg.teacher, train_set.classes, train_set.input_shape,
@@ -398,7 +398,7 @@ def finish_epoch(run: Run, epoch: int, result: EpochResult, last: bool) -> dict:
 
 
 def start_event(run: Run) -> dict:
-    return {"type": "start", "config": asdict(run.cfg), "device": str(run.device),
+    return {"type": "start", "config": recorded(run.cfg), "device": str(run.device),
             "amp": str(run.amp_dtype) if run.use_amp else None, "train_size": len(run.train_set),
             "val_size": len(run.val_set) if run.val_set else 0,
             "test_size": len(run.test_set) if run.test_set else 0, "classes": run.train_set.classes,

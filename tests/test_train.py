@@ -178,7 +178,11 @@ def test_cli_json_last_line(tiny_folder, tmp_path, capsys):
     assert summary["checkpoint"] == str(tmp_path / "cli.pt")
 
     from core import evaluate as E
-    assert E.main(["--checkpoint", str(tmp_path / "cli.pt"), "--json"]) == 0
+    # the checkpoint keeps the folder's name, not where it is: the folder is asked for again
+    assert E.main(["--checkpoint", str(tmp_path / "cli.pt"), "--json"]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    assert E.main(["--checkpoint", str(tmp_path / "cli.pt"), "--data-root", str(tiny_folder),
+                   "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["test_acc"] == pytest.approx(summary["test_acc"])
     assert set(result["per_class"]) == {"left", "right"}
@@ -204,9 +208,8 @@ def test_a_teacher_steers_the_training_and_is_recorded(tiny_folder, tmp_path):
     a = ckpt.load_checkpoint(tmp_path / "plain.pt")["state_dict"]
     b = ckpt.load_checkpoint(tmp_path / "taught.pt")["state_dict"]
     assert any(not torch.equal(a[k], b[k]) for k in a)
-    assert ckpt.load_checkpoint(tmp_path / "taught.pt")["config"]["teacher"] == str(
-        tmp_path / "teacher.pt"
-    )
+    # the teacher by its name: a run's record holds no paths of the machine that trained it
+    assert ckpt.load_checkpoint(tmp_path / "taught.pt")["config"]["teacher"] == "teacher.pt"
 
 
 def test_a_teacher_of_other_classes_or_a_negative_weight_is_refused(tiny_folder, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,11 +131,11 @@ class Dashboard:
         if not figures and now - self._progressed < self.progress_every_s:
             # Nothing sent now: the next update (the end's at the latest) has it
             self._unplotted = e
-            self.latest.update(progress=progress_html(1.0, text), report=summarize(e))
+            self.latest.update(progress=progress_html(1.0, text), report=_report(e))
             return {}
         self._progressed = now
         out = self._set(progress=progress_html(1.0, text), table=self.table(),
-                        log="\n".join(self.log), report=summarize(e))
+                        log="\n".join(self.log), report=_report(e))
         if figures:
             out.update(self._figures(e))
         else:
@@ -150,8 +151,17 @@ class Dashboard:
         else:
             line = f"done: {e.get('train_seconds', 0.0):.1f} s of training"
         self.log.append(line)
-        report = {**summarize(e), "checkpoint": checkpoint}
+        report = _report({**e, "checkpoint": checkpoint})
         self._set(progress=progress_html(1.0, line), log="\n".join(self.log), report=report,
                   checkpoint=checkpoint, run={"checkpoint": checkpoint, "resumable": resumable},
                   table=self.table())
         return {k: self.latest.get(k) for k in OUTPUTS}
+
+
+def _report(event: dict) -> dict:
+    """The report a visitor sees of an epoch or end event: the run's summary, its checkpoint by
+    name (where the server keeps it is nobody's business)."""
+    report = summarize(event)
+    if report.get("checkpoint"):
+        report["checkpoint"] = Path(report["checkpoint"]).name
+    return report

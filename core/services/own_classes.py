@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,6 +35,7 @@ from ..folders import FOLDER_RECORD, FOLDER_TEST_SHARE, IMAGE_EXTENSIONS
 from ..kinds import Kind, own_kinds
 from ..predictor import Predictor
 from ..preparation import InputError, load_photo, open_drawing, open_image, sketch_to_digit
+from . import texts
 from .answers import OWN_KEY
 from .archives import MAX_CLASSES, checked_members
 from .runs import Trainer
@@ -357,15 +358,17 @@ def sweep_sessions(root: str | Path, ended: dict[str, float],
 
 
 class ClassFolders:
-    """Every visitor's own classes: a folder per session and kind under `root`. A session's folder
-    is removed SESSION_MAX_AGE_S after it ends, or when untouched for SESSION_IDLE_S (a restarted
-    server forgets who left); the check walks every folder, so it runs at most every
+    """Every visitor's own classes: a folder per session and kind under `root`, named by a random
+    id made here (never by the session's id, which is the session's only credential). A session's
+    folder is removed SESSION_MAX_AGE_S after it ends, or when untouched for SESSION_IDLE_S (a
+    restarted server forgets who left); the check walks every folder, so it runs at most every
     SWEEP_EVERY_S."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._lock = threading.Lock()
-        self._ended: dict[str, float] = {}  # session -> when it ended
+        self._ids: dict[str, str] = {}  # session -> its folder's name
+        self._ended: dict[str, float] = {}  # folder name -> when its session ended
         self._swept = -math.inf
 
     def examples(self, session: str, kind: str) -> ExampleSet:
@@ -375,13 +378,17 @@ class ClassFolders:
             if time.monotonic() - self._swept >= SWEEP_EVERY_S:
                 self._swept = time.monotonic()
                 sweep_sessions(self.root, self._ended)
-        name = session if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session or "") else "shared"
+                # forget the sessions whose folders are gone (or were never made)
+                live = {p.name for p in self.root.iterdir()} if self.root.is_dir() else set()
+                self._ids = {s: i for s, i in self._ids.items() if i in live}
+            name = self._ids.setdefault(session, uuid.uuid4().hex)
         return ExampleSet(self.root / name / kind, kind)
 
     def session_ended(self, session: str) -> None:
         """Remember that a visitor left; their classes are removed SESSION_MAX_AGE_S later."""
         with self._lock:
-            self._ended[session] = time.time()
+            if session in self._ids:
+                self._ended[self._ids.pop(session)] = time.time()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -391,7 +398,7 @@ STARTS = ("transfer", "scratch")  # from the shipped model's features, or from n
 
 
 def train_own(trainer: Trainer, shelf: Shelf, examples: ExampleSet, start: Any, fine_tune: Any,
-              session: str) -> Iterator[dict]:
+              session: str, listening: Callable[[], bool] | None = None) -> Iterator[dict]:
     """Teach a model a visitor's own classes, streaming the dashboard's updates as any run does:
     from the shipped model of their kind (`start` "transfer"), its whole net (`fine_tune`) or its
     output layer alone, or from scratch."""
@@ -400,7 +407,7 @@ def train_own(trainer: Trainer, shelf: Shelf, examples: ExampleSet, start: Any, 
     if not isinstance(fine_tune, bool):
         raise InputError(f"fine_tune must be true or false (got {fine_tune!r})")
     init_from = shelf.start_point(examples.kind) if start == "transfer" else None
-    yield from trainer.stream(examples.train_config(init_from, fine_tune), [], session)
+    yield from trainer.stream(examples.train_config(init_from, fine_tune), [], session, listening)
 
 
 def train_archive(trainer: Trainer, shelf: Shelf, folders: ClassFolders, path: str | None,
@@ -419,6 +426,8 @@ def train_archive(trainer: Trainer, shelf: Shelf, folders: ClassFolders, path: s
         except InputError as exc:  # say what the import skipped: it is often why
             raise InputError(f"{exc}; the archive: {report.message()}") from None
         *_, final = train_own(trainer, shelf, examples, start or "transfer", True, session)
+        if "report" not in final:  # stopped while it waited for its turn
+            raise InputError(texts.STOPPED_WAITING)
     finally:
         examples.clear()
     return final["report"], final["checkpoint"]

@@ -7,16 +7,13 @@ run, a stop flag per visitor, and the dashboard's updates streamed to the page.
 """
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,14 +22,15 @@ from ..config import TrainConfig
 from ..imagedata import DataError
 from ..preparation import InputError
 from ..train import pick_device, train
+from . import texts
 from .dashboard import Dashboard
+from .run_folders import RunFolders
 from .settings import ServerSettings
 from .training_requests import check_request, resume_config
 
-__all__ = ["Trainer", "RunFolders", "in_background", "lower_thread_priority", "RUN_MAX_AGE_S"]
+__all__ = ["Trainer", "in_background", "lower_thread_priority", "MAX_WAITING"]
 
-RUN_MAX_AGE_S = 6 * 3600  # run folders older than this are removed when the next run starts
-RUNS_KEPT = 20  # and never more than this many
+log = logging.getLogger("tinyvision.runs")
 # A training runs in its own thread this much nicer than the app (Linux): visitors' predictions
 # keep the CPU they need and the training takes what is left, instead of both slowing down alike.
 TRAIN_NICENESS = 10
@@ -40,50 +38,23 @@ TRAIN_NICENESS = 10
 # (seconds). Drawing holds Python's lock for ~60 ms: at one set of figures every 2 s a prediction
 # meets it rarely (docs/measurements.md).
 PLOT_EVERY_S, PROGRESS_EVERY_S = 2.0, 0.25
-
-
-class RunFolders:
-    """A folder per run under `root`; those older than RUN_MAX_AGE_S, and the oldest beyond
-    RUNS_KEPT, are removed when a new one is made (never one in use)."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._lock = threading.Lock()
-        self._active: set[Path] = set()
-
-    def _cleanup(self) -> None:
-        if not self.root.is_dir():
-            return
-        runs = sorted((p for p in self.root.glob("run-*") if p.is_dir() and p not in self._active),
-                      key=lambda p: p.stat().st_mtime, reverse=True)
-        now = time.time()
-        for i, run in enumerate(runs):
-            if i >= RUNS_KEPT - 1 or now - run.stat().st_mtime > RUN_MAX_AGE_S:
-                shutil.rmtree(run, ignore_errors=True)
-
-    def new(self) -> Path:
-        """A fresh run folder, kept from removal until `release`."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            self._cleanup()
-            path = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
-            self._active.add(path)
-        return path
-
-    def release(self, path: Path) -> None:
-        with self._lock:
-            self._active.discard(path)
+# Trainings waiting for the one running, at most; one more is refused (texts.TRAINER_FULL).
+MAX_WAITING = 4
+WAIT_POLL_S = 1.0  # a waiting run tells its page its place in the line this often
 
 
 class Trainer:
-    """Runs trainings for the web app, one folder per run, a stop flag per visitor session."""
+    """Runs trainings for the web app: one at a time, the others waiting in a bounded line (at most
+    one per visitor session); a folder per run (RunFolders) and a stop flag per session."""
 
     def __init__(self, settings: ServerSettings, plot_every_s: float = PLOT_EVERY_S,
-                 progress_every_s: float = PROGRESS_EVERY_S):
+                 progress_every_s: float = PROGRESS_EVERY_S, max_waiting: int = MAX_WAITING):
         self.settings = settings
         self.folders = RunFolders(settings.runs_root)
         self.plot_every_s, self.progress_every_s = plot_every_s, progress_every_s
-        self._lock = threading.Lock()
+        self.max_waiting = max_waiting
+        self._turn = threading.Condition()
+        self._line: list[str] = []  # sessions: the one training first, then those waiting
         self._stops: dict[str, threading.Event] = {}
 
     @property
@@ -102,37 +73,46 @@ class Trainer:
                 f"({torch.get_num_threads()} threads); AMP needs a CUDA GPU.")
 
     def busy(self) -> bool:
-        with self._lock:
-            return bool(self._stops)
+        with self._turn:
+            return bool(self._line)
 
-    def run(self, req: Any, session: str = "", resume_from: str | None = None) -> Iterator[dict]:
+    def run(self, req: Any, session: str = "", resume_from: str | None = None,
+            listening: Callable[[], bool] | None = None) -> Iterator[dict]:
         """Train as asked (a TrainRequest), yielding update dicts (keys from OUTPUTS); the last one
         holds every key.
 
-        With `resume_from` (a stopped run's checkpoint) the stored run continues and `req` is not
-        used. Stop with `stop(session)`: the epoch in progress is dropped and the last completed
-        epoch's checkpoint is kept.
+        With `resume_from` (a stopped run's checkpoint) the stored run continues with the stored
+        settings (`req` gives the image folder only). Stop with `stop(session)`: the epoch in
+        progress is dropped and the last completed epoch's checkpoint is kept. `listening` says
+        whether anyone still reads the updates: a run nobody reads stops as if stopped.
         """
         if resume_from:
-            cfg, history = resume_config(resume_from, self.settings)
+            cfg, history = resume_config(resume_from, self.settings, getattr(req, "folder", ""))
         else:
             cfg, history = check_request(req, self.settings), []
-        yield from self.stream(cfg, history, session)
+        yield from self.stream(cfg, history, session, listening)
 
-    def stream(self, cfg: TrainConfig, history: list[dict], session: str) -> Iterator[dict]:
-        """Run a checked config in a new run folder, streaming the dashboard's updates."""
+    def stream(self, cfg: TrainConfig, history: list[dict], session: str,
+               listening: Callable[[], bool] | None = None) -> Iterator[dict]:
+        """Run a checked config in a new run folder when its turn comes, streaming the dashboard's
+        updates (while it waits: its place in the line)."""
+        stop = self._join(session)
+        try:
+            yield from self._wait(session, stop, listening)
+            if stop.is_set():
+                self._leave(session, stop)
+                yield {"progress": texts.progress_html(0.0, texts.STOPPED_WAITING)}
+                return
+            run_dir = self.folders.new(session)
+        except BaseException:
+            self._leave(session, stop)  # refused, or the caller left while waiting
+            raise
         cfg.max_seconds = self.settings.run_seconds(cfg.max_seconds)
-        dash = Dashboard(history, self.plot_every_s, self.progress_every_s)
-        run_dir = self.folders.new()
         cfg.out = str(run_dir / f"{cfg.dataset}-{cfg.model}.pt")
-        stop = threading.Event()
-        with self._lock:
-            self._stops[session] = stop
+        dash = Dashboard(history, self.plot_every_s, self.progress_every_s)
 
         def release() -> None:  # when the run is really over, even if its caller left before
-            with self._lock:
-                if self._stops.get(session) is stop:
-                    del self._stops[session]
+            self._leave(session, stop)
             self.folders.release(run_dir)
 
         def updates() -> Iterator[dict]:
@@ -143,6 +123,9 @@ class Trainer:
                     update = dash.update(event)
                     if update:
                         yield update
+                    if listening is not None and not stop.is_set() and not listening():
+                        log.info("a training nobody reads is stopped (%s)", cfg.dataset)
+                        stop.set()
 
         try:
             with closing(in_background(updates(), on_end=release)) as stream:
@@ -150,17 +133,59 @@ class Trainer:
         except FloatingPointError as exc:
             raise InputError(f"training diverged: {exc}. The last completed epoch's checkpoint is "
                              "kept.") from None
-        except (DataError, ValueError, torch.OutOfMemoryError) as exc:
+        except torch.OutOfMemoryError:
+            raise InputError(texts.OUT_OF_MEMORY) from None
+        except (DataError, ValueError) as exc:
             raise InputError(str(exc).strip().splitlines()[0]) from None
 
+    # -- the line ----------------------------------------------------------------------------------
+
+    def _join(self, session: str) -> threading.Event:
+        """A place at the end of the line, and the session's stop flag; InputError when the
+        session already has a training in it, or the line is full."""
+        with self._turn:
+            if session in self._line:
+                raise InputError(texts.ONE_TRAINING_EACH)
+            if len(self._line) > self.max_waiting:
+                raise InputError(texts.TRAINER_FULL)
+            self._line.append(session)
+            stop = self._stops[session] = threading.Event()
+            return stop
+
+    def _wait(self, session: str, stop: threading.Event,
+              listening: Callable[[], bool] | None) -> Iterator[dict]:
+        """Until the session is first in line (or stopped), its place every WAIT_POLL_S. A caller
+        that leaves closes this generator at a yield: `stream` then takes it out of the line; one
+        that is not reading gives up its place."""
+        while True:
+            if listening is not None and not listening():
+                stop.set()
+            with self._turn:
+                place = self._line.index(session)
+                if place == 0 or stop.is_set():
+                    return
+                self._turn.wait(WAIT_POLL_S)
+                place = self._line.index(session)
+                if place == 0 or stop.is_set():
+                    return
+            yield {"progress": texts.progress_html(0.0, texts.waiting(place))}
+
+    def _leave(self, session: str, stop: threading.Event) -> None:
+        with self._turn:
+            if self._stops.get(session) is stop:
+                del self._stops[session]
+                self._line.remove(session)
+                self._turn.notify_all()
+
     def stop(self, session: str = "") -> bool:
-        """Ask the session's running training to stop between batches; False when it has none."""
-        with self._lock:
+        """Ask the session's training to stop between batches (or, while it waits, to give up its
+        place); False when it has none."""
+        with self._turn:
             flag = self._stops.get(session)
-        if flag is None:
-            return False
-        flag.set()
-        return True
+            if flag is not None:
+                flag.set()
+                self._turn.notify_all()
+        return flag is not None
 
 
 def lower_thread_priority(niceness: int) -> bool:

@@ -10,13 +10,14 @@ from ..kinds import DIGITS, PHOTOS, get_kind
 from ..predictor import Predictor
 from ..preparation import InputError
 
-__all__ = ["CHECKPOINT_DIR", "PREFERRED", "Shelf", "tab_of"]
+__all__ = ["CHECKPOINT_DIR", "OWN_PREFIX", "PREFERRED", "Shelf", "tab_of"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "checkpoints"
 # Default model per tab: the first of these that is shipped, else the first shipped model of the
 # tab's kinds.
+OWN_PREFIX = "yours-"  # the keys of a visitor's own models ("yours-1", ...)
 PREFERRED = {DIGITS: ("handwriting-digitnet", "mnist-digitnet"),
              PHOTOS: ("cifar10-cifarnet", "cifar10-lenet")}
 
@@ -63,6 +64,10 @@ class Shelf:
             key = self.default(tab)
         known = {**self.models, **(own or {})}
         predictor = known.get(key) if isinstance(key, str) else None
+        if predictor is None and isinstance(key, str) and key.startswith(OWN_PREFIX):
+            raise InputError(f"your model {key!r} is no longer held on the server (a visitor's "
+                             "models are let go a while after their last use): offer it again "
+                             "with Use this model, or upload its checkpoint")
         if predictor is None or tab_of(predictor) != tab:
             names = ", ".join(k for _, k in self.choices(tab, own)) or "none installed"
             raise InputError(f"unknown model {key!r} for {tab}; choose one of: {names}")

@@ -27,8 +27,9 @@ FOLDER_IMAGE_SIZE, FOLDER_CHANNELS = 32, 3
 # The form's fields a model's recipe fills in when the model or dataset changes.
 RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "augment")
 # The recipe details the form does not show: they travel with a resumed run, so it replays exactly.
+# (Its architecture settings are the weights' own, never the stored config's: see resume_config.)
 KEPT_ON_RESUME = ("schedule", "weight_decay", "label_smoothing", "momentum", "nesterov", "seed",
-                  "eval_every", "model_kwargs", "tta_shift")
+                  "eval_every", "tta_shift")
 
 
 def dataset_kind(dataset: str) -> str:
@@ -118,9 +119,12 @@ def check_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def resume_config(path: str, settings: ServerSettings) -> tuple[TrainConfig, list[dict]]:
+def resume_config(path: str, settings: ServerSettings,
+                  folder: str = "") -> tuple[TrainConfig, list[dict]]:
     """The stored run of a stopped checkpoint, re-checked as if a visitor had asked for it, and its
-    history so far."""
+    history so far. The model is built as its weights say (the payload's `model_kwargs`, checked
+    against the weights), whatever the stored config asks; a run on an image folder continues on
+    `folder` (inside the allowed folder), as checkpoints keep no server paths."""
     payload = check_checkpoint(path)
     if "train_state" not in payload:
         raise InputError("this checkpoint ended its run (it holds no optimizer state): nothing to "
@@ -128,16 +132,13 @@ def resume_config(path: str, settings: ServerSettings) -> tuple[TrainConfig, lis
     c = payload["config"] if isinstance(payload.get("config"), dict) else {}
     asked = {name: c[name] for name in FORM if name in c}
     asked.update(dataset=payload["dataset"], model=payload["model"], amp=c.get("amp") is not False)
-    folder = ""
-    if is_folder_dataset(payload["dataset"]):
-        stored = Path(str(c.get("data_root") or "")).resolve()
-        if settings.folder_root is None or not stored.is_relative_to(settings.folder_root):
-            raise InputError("this checkpoint was trained on a folder this server does not allow")
-        folder = str(stored.relative_to(settings.folder_root))
+    if is_folder_dataset(payload["dataset"]) and not (isinstance(folder, str) and folder.strip()):
+        raise InputError("this run trained on an image folder: name that folder (inside the "
+                         "allowed folder) to resume it")
     try:
         kept = {k: check(k, c[k]) for k in KEPT_ON_RESUME if k in c}
     except ValueError as exc:
         raise InputError(f"this checkpoint's stored run settings are invalid: {exc}") from None
-    cfg = check_request(TrainRequest(**asked, folder=folder), settings, resume=str(path), **kept)
+    cfg = check_request(TrainRequest(**asked, folder=folder), settings, resume=str(path),
+                        model_kwargs=dict(payload["model_kwargs"]), **kept)
     return cfg, clean_history(payload.get("history"))
-
