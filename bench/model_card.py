@@ -76,6 +76,9 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     lines = [f"# {path.stem}", "", f"{what} {note}".rstrip(), "", "| | |", "|---|---|",
              f"| test accuracy | **{result['acc']:.4f}** ({len(test)} "
              f"images{_tta_words(payload)}) |",
+             *[f"| test: {name} | {acc:.4f} ({b - a} images) |"
+               for name, acc in result.get("parts", {}).items()
+               for a, b in [test.parts[name]]],
              f"| parameters | {count_parameters(predictor.model):,} |", "| file size | "
              f"{path.stat().st_size / 2**20:.2f} "
              f"MB{' (' + '; '.join(stored) + ')' if stored else ''} |",

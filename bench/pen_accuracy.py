@@ -2,11 +2,13 @@
 latency.
 
     python -m bench.pen_accuracy [--checkpoint checkpoints/handwriting-digitnet.pt] [--every 1]
+                                 [--misread docs/pen-misread.png]
 
 Each of the 1,749 recorded digits is rendered on a 400x400 white canvas with a round black brush,
 thin (8 px) or thick (24 px), either as recorded (small, off-centre) or big and centred, then goes
 through the app's sketch preprocessing (core.preparation.sketch_to_digit) and the model. Latency is
-preprocessing + forward for one sketch.
+preprocessing + forward for one sketch. `--misread` also prints the confusion pairs and draws each
+misread digit as the model saw it (big, centred, 8 px), with its writer, label and answer.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,6 +35,12 @@ SETTINGS = [("as recorded (small, off-centre)", "recorded", 8), ("as recorded (s
                                                                                    "big",
                                                                                    8),
             ("big, centred", "big", 24)]
+
+
+def seen(d: dict, layout: str, brush: float) -> np.ndarray | None:
+    """The 28x28 the model sees for one recorded digit drawn on the sketchpad's canvas."""
+    return sketch_to_digit({"composite": render(layout_strokes(d["strokes"], CANVAS, layout),
+                                                CANVAS, brush)})
 
 
 def predictions(predictor: Predictor, digits: list[dict], layout: str,
@@ -71,7 +80,8 @@ def evaluate_all(checkpoint: str | Path, every: int = 1) -> list[dict]:
             w: float(np.mean([r for r, d in zip(right, digits) if d["writer"] == w]))
             for w in writers
         }
-        rows.append({"setting": label, "brush": brush, "n": len(digits),
+        wrong = [(d, p) for p, d in zip(preds, digits) if p != d["label"]]
+        rows.append({"setting": label, "brush": brush, "n": len(digits), "wrong": wrong,
                      "acc": sum(right) / len(digits), "p50_ms": statistics.median(lat),
                      "p95_ms": float(np.percentile(lat, 95)), "writers": per_writer,
                      "writer_n": {w: sum(d["writer"] == w for d in digits) for w in writers}})
@@ -86,6 +96,34 @@ def writer_table(rows: list[dict]) -> str:
         acc = sum(r["writers"][w] for r in rows) / len(rows)
         lines.append(f"| {w} | {rows[0]['writer_n'][w]} | {acc:.4f} |")
     return "\n".join(lines)
+
+
+def misread(rows: list[dict], picture: Path) -> str:
+    """The confusion pairs over all settings (label -> answer: times), and a picture of every digit
+    misread in any setting, drawn big and centred with an 8 px brush."""
+    pairs: dict[tuple, int] = {}
+    digits: dict[int, tuple[dict, set]] = {}
+    for r in rows:
+        for d, p in r["wrong"]:
+            pairs[d["label"], p] = pairs.get((d["label"], p), 0) + 1
+            digits.setdefault(id(d), (d, set()))[1].add(p)
+    lines = ["| label -> answer | times (of 4 settings x digits) |", "|---|---:|"]
+    lines += [f"| {a} -> {b} | {n} |" for (a, b), n in sorted(pairs.items(), key=lambda kv: -kv[1])]
+    cell, cols = 64, 12
+    shown = sorted(digits.values(), key=lambda v: (v[0]["writer"], v[0]["label"]))
+    sheet = Image.new("L", (cols * cell, max(1, -(-len(shown) // cols)) * (cell + 14)), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (d, answers) in enumerate(shown):
+        x, y = (i % cols) * cell, (i // cols) * (cell + 14)
+        image = seen(d, "big", 8)
+        if image is not None:
+            tile = Image.fromarray((np.asarray(image).reshape(28, 28) * 255).astype(np.uint8))
+            sheet.paste(tile.resize((cell - 4, cell - 4), Image.NEAREST), (x + 2, y + 2))
+        answer = "/".join("-" if a is None else str(a) for a in sorted(answers, key=str))
+        draw.text((x + 2, y + cell - 1), f"{d['writer']} {d['label']}>{answer}", fill=0)
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(picture)
+    return "\n".join(lines) + f"\n\n{len(shown)} digits misread in some setting: {picture}"
 
 
 def table(rows: list[dict]) -> str:
@@ -103,11 +141,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="checkpoints/handwriting-digitnet.pt")
     p.add_argument("--every", type=int, default=1, help="use every n-th digit (1: all 1,749)")
+    p.add_argument("--misread", type=Path, help="also list the confusions and draw the misread "
+                   "digits into this PNG")
     args = p.parse_args(argv)
     rows = evaluate_all(args.checkpoint, args.every)
     print(table(rows))
     print()
     print(writer_table(rows))
+    if args.misread:
+        print()
+        print(misread(rows, args.misread))
     return 0
 
 
