@@ -9,9 +9,9 @@ profile (a first visit) and reloads it (a revisit): the bytes that crossed the n
 and their size unpacked, by kind of file, and the time from the start of the page's load to the
 Draw tab's first answer in the page. Then `--visitors` simulated first visits (the same-origin GETs
 the browser made, `--concurrency` visitors at a time, each fetching six files at once as a browser
-does) and as many revisits: requests/s, request latency p50/p99, and the app's CPU time per
-visitor. Drawing costs the server nothing in the page path (tests/test_browser_app.py counts the
-requests), so a visitor's cost is this.
+does): requests/s, request latency p50/p99, and the app's CPU time per visitor (a revisit
+asks only the app's config, about 30 KB). Drawing costs the server nothing in the page path
+(tests/test_browser_app.py counts the requests), so a visitor's cost is this.
 """
 from __future__ import annotations
 

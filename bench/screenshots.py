@@ -69,11 +69,12 @@ def train_tab(page, out: Path) -> str:
 
 
 def own_tab(page, out: Path) -> str:
-    from bench.browser_own import SHAPES, ask, teach, train
+    from bench.browser_own import SHAPES, ask, teach, train, try_pad_ready
 
     network = Network(page)
     teach(page, network)
     train(page)
+    try_pad_ready(page)  # the trained model loaded into the page: it answers there, as visitors see
     label = ask(page, SHAPES["cross"], cleared=False)
     page.wait_for_timeout(1000)
     # Down to the try-it column's last button: the metrics table and log below it say nothing new.
