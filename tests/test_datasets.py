@@ -305,15 +305,21 @@ def test_pendigits_download_unpacks_only_the_named_files(tmp_path, monkeypatch):
     assert ("HEAD", DOWNLOAD_TIMEOUT_S) in asked and all(t == DOWNLOAD_TIMEOUT_S for _, t in asked)
 
 
-def test_pendigits_offline_or_with_downloads_off_names_the_folder(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, where, also", [
+    ("pendigits", "pendigits/pendigits-orig.tra", []),
+    ("unipen", "unipen/train_r01_v07", [pens.UNIPEN_DOI, "TINYVISION_DATA"]),
+])
+def test_pen_datasets_offline_or_with_downloads_off_name_the_folder(tmp_path, monkeypatch, name,
+                                                                     where, also):
     def unreachable(*args, **kwargs):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(urllib.request, "urlopen", unreachable)
     for download in (True, False):
         with pytest.raises(DataError) as info:
-            DS.load_dataset("pendigits", "train", root=tmp_path, download=download)
-        assert str(tmp_path / "pendigits" / "pendigits-orig.tra") in str(info.value)
+            DS.load_dataset(name, "train", root=tmp_path, download=download)
+        message = str(info.value)
+        assert str(tmp_path / where) in message and all(part in message for part in also)
 
 
 # -- UNIPEN section 1a ----------------------------------------------------------------------------
@@ -429,19 +435,6 @@ def test_a_hostile_or_wrong_unipen_archive_is_refused_before_anything_is_written
     assert {"parent": "refused", "absolute": "refused", "link": "refused",
             "too large": "larger than", "no section": "no train_r01_v07/data/1a"}[case] in message
     assert not [p for p in root.rglob("*") if p.is_file()]  # nothing extracted, no download left
-
-
-def test_unipen_offline_names_the_folder_and_where_it_comes_from(tmp_path, monkeypatch):
-    def unreachable(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
-    for download in (True, False):
-        with pytest.raises(DataError) as info:
-            DS.load_dataset("unipen", "train", root=tmp_path, download=download)
-        message = str(info.value)
-        assert str(tmp_path / "unipen" / "train_r01_v07") in message
-        assert pens.UNIPEN_DOI in message and "TINYVISION_DATA" in message
 
 
 # -- the real data --------------------------------------------------------------------------------
