@@ -464,15 +464,19 @@ def test_real_pendigits_30_writers_rendered_and_read_by_the_digit_model(data_roo
         28,
     )
     assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999  # ink present
-    # Labels right: the shipped digit model (never trained on these) reads most renderings as their
-    # label.
+    # Labels right: the MNIST-only digit model (never trained on these) reads most as labelled.
+    assert _read_as_labelled(test, every=23) >= 0.9
+
+
+def _read_as_labelled(data, every: int) -> float:
+    """The share of every n-th image that the shipped MNIST-only digit model reads as its label."""
     predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
-    sample = torch.arange(0, len(test), 23)
+    sample = torch.arange(0, len(data), every)
     right = sum(
-        int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
+        int(np.argmax(predictor.probabilities(data.images[i, 0].numpy()))) == int(data.labels[i])
         for i in sample
     )
-    assert right / len(sample) >= 0.9, f"{right}/{len(sample)}"
+    return right / len(sample)
 
 
 @pytest.mark.slow  # parses and renders 13,376 drawings once (about 30 s)
@@ -485,14 +489,7 @@ def test_real_unipen_section_1a_read_whole_and_split_by_people(data_root, monkey
     assert len(set(train.groups.tolist()) | set(test.groups.tolist())) == 111
     assert not set(train.groups.tolist()) & set(test.groups.tolist())
     assert (train.images.flatten(1).amax(1) > 128).float().mean() > 0.999
-    # Labels right: the MNIST-only digit model (never trained on these) reads most as labelled.
-    predictor = Predictor.load(ROOT / "checkpoints" / "mnist-digitnet.pt")
-    sample = torch.arange(0, len(test), 13)
-    right = sum(
-        int(np.argmax(predictor.probabilities(test.images[i, 0].numpy()))) == int(test.labels[i])
-        for i in sample
-    )
-    assert right / len(sample) >= 0.85, f"{right}/{len(sample)}"
+    assert _read_as_labelled(test, every=13) >= 0.85  # labels right, as for pendigits
 
 
 # -- the input kind a checkpoint carries ----------------------------------------------------------
