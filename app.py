@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
@@ -112,9 +113,14 @@ class _Blocks(gr.Blocks):
     answered in the project's words, its details logged.
     """
 
-    async def preprocess_data(self, block_fn, *args, **kwargs):
+    async def preprocess_data(self, block_fn, inputs, state, *args, **kwargs):
+        # A drawing is read from its composite alone: its layers and background, decoded by the
+        # framework before any handler runs, are dropped first (a hundred layers naming one large
+        # image would each be decoded into memory).
+        inputs = [_composite_only(v) if isinstance(b, gr.ImageEditor) else v
+                  for b, v in zip(block_fn.inputs, inputs)]
         try:
-            return await super().preprocess_data(block_fn, *args, **kwargs)
+            return await super().preprocess_data(block_fn, inputs, state, *args, **kwargs)
         except gr.Error as exc:  # a component's own check (a choice, a bound): its words, one line
             log.info("refused an input of %s: %s", block_fn.api_name or block_fn.name, exc.message)
             raise _refusal(texts.public(exc.message)) from None
@@ -125,6 +131,35 @@ class _Blocks(gr.Blocks):
             log.info("refused an input of %s: %s (%s)", block_fn.api_name or block_fn.name,
                      message, type(exc).__name__)
             raise _refusal(message) from None
+        finally:
+            _forget_values(state, block_fn.inputs)
+
+    async def postprocess_data(self, block_fn, predictions, state, *args, **kwargs):
+        try:
+            return await super().postprocess_data(block_fn, predictions, state, *args, **kwargs)
+        finally:
+            _forget_values(state, block_fn.outputs)
+
+
+def _composite_only(value: Any) -> Any:
+    """A sketchpad's value with its composite alone (its background where it has no composite)."""
+    if not isinstance(value, dict):
+        return value
+    composite = value.get("composite") or value.get("background")
+    return {**value, "background": None, "layers": [], "composite": composite}
+
+
+def _forget_values(state: Any, blocks: list) -> None:
+    """Drop the copy of each value the framework keeps per session for its deep links (closed
+    here: core.services.http_guard); kept, every session would hold the last of everything it sent,
+    refused or not, until the framework lets the session go."""
+    values = getattr(state, "config_values", None)
+    if not isinstance(values, dict):
+        return
+    for block in blocks:
+        props = (values.get(getattr(block, "_id", None)) or {}).get("props")
+        if isinstance(props, dict) and "value" in props:
+            props["value"] = None
 
 
 def _own_image_file(fn: Callable) -> Callable:

@@ -36,6 +36,7 @@ VERSION = 1
 REQUIRED = ("model", "model_kwargs", "dataset", "classes", "input_shape", "mean", "std",
             "state_dict")
 MAX_BYTES = 600 * 1024 * 1024
+MAX_PARAMETERS = 100_000_000  # the largest registered net (AlexNet) has 57M; an ensemble counts all
 MAX_MEMBERS = 8
 # What the members of an ensemble must share: one architecture, one dataset, one preprocessing.
 SHARED_BY_MEMBERS = ("model", "model_kwargs", "dataset", "kind", "classes", "input_shape", "mean",
@@ -135,7 +136,25 @@ def load_checkpoint(path: str | Path) -> dict:
     if type(members) is not int or not 1 <= members <= MAX_MEMBERS:
         raise CheckpointError(f"{path.name} has an invalid member count {members!r} (1 to "
                               f"{MAX_MEMBERS})")
+    if not _tensors_hold_their_data(payload):
+        raise CheckpointError(f"{path.name} has tensors larger than the data stored for them "
+                              "(refused: they would take memory the file does not hold)")
     return payload
+
+
+def _tensors_hold_their_data(obj: Any, depth: int = 0) -> bool:
+    """Whether every tensor in a loaded payload is backed by as many bytes as it claims: a tensor
+    saved as a view with zero strides (one stored number "expanded" to any shape) would be
+    materialised at its full size by the first copy."""
+    if isinstance(obj, torch.Tensor):
+        return obj.untyped_storage().nbytes() >= obj.numel() * obj.element_size()
+    if depth > 8:
+        return True  # nothing of ours nests deeper; torch.load built whatever is here already
+    if isinstance(obj, dict):
+        return all(_tensors_hold_their_data(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_tensors_hold_their_data(v, depth + 1) for v in obj)
+    return True
 
 
 QUANT_SUFFIXES = ("::q4", "::scale", "::low", "::cols")
@@ -275,6 +294,10 @@ def check_architecture(payload: dict) -> None:
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"its model settings are invalid: {first}") from None
+    parameters = sum(p.numel() for p in net.parameters())
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(f"its model settings ask for {parameters:,} parameters; at most "
+                              f"{MAX_PARAMETERS:,}")
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     got = state_shapes(payload["state_dict"])
     if got != expected:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -227,11 +228,18 @@ def restore(run: Run, path: str) -> None:
     state = ckpt.load_checkpoint(path)
     same = state["model"] == run.cfg.model and state["dataset"] == run.cfg.dataset
     if not same or "train_state" not in state:
-        raise ckpt.CheckpointError(f"{path} cannot resume this run (model/dataset differ or it "
-                                   "holds no optimizer state)")
-    run.model.load_state_dict(state["state_dict"])
-    run.optimizer.load_state_dict(state["train_state"]["optimizer"])
+        raise ckpt.CheckpointError(f"{os.path.basename(path)} cannot resume this run "
+                                   "(model/dataset differ or it holds no optimizer state)")
     ts = state["train_state"]
+    epoch, step, seconds = (ts.get(k) if isinstance(ts, dict) else None
+                            for k in ("epoch", "step", "train_seconds"))
+    if not (type(epoch) is int and 0 <= epoch < run.cfg.epochs and type(step) is int
+            and step >= 0 and isinstance(seconds, (int, float)) and 0 <= seconds < math.inf):
+        raise ckpt.CheckpointError(f"{os.path.basename(path)} cannot resume this run: where it "
+                                   f"stood (epoch {epoch!r} of {run.cfg.epochs}, step {step!r}, "
+                                   f"{seconds!r} s) is not a run of these settings")
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(ts["optimizer"])
     run.start_epoch, run.step, run.train_seconds = ts["epoch"] + 1, ts["step"], ts["train_seconds"]
     run.history = list(state.get("history", []))
     if ts.get("scaler"):

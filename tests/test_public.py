@@ -54,6 +54,42 @@ def test_resume_builds_the_model_its_weights_say_whatever_the_stored_config_asks
     assert cfg.epochs == 2 and cfg.resume == str(path)
 
 
+def test_a_checkpoint_may_not_claim_more_memory_than_it_holds(tmp_path):
+    # Weights saved as zero-stride views: one stored number "expanded" to a whole tensor
+    net = models.create_model("digitnet", 10, 1, 28)
+    expanded = {k: torch.zeros((), dtype=v.dtype).expand(v.shape) if v.dim() else v
+                for k, v in net.state_dict().items()}
+    meta = ckpt.make_meta("digitnet", "mnist", [str(i) for i in range(10)], (1, 28, 28),
+                          (0.1307,), (0.3081,), {}, kind="sketch")
+    path = ckpt.save_checkpoint(tmp_path / "hollow.pt", meta, expanded)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ckpt.CheckpointError, match="larger than the data stored"):
+        ckpt.load_checkpoint(path)
+    # Settings asking for an enormous net are refused before anything is built (meta device)
+    payload = ckpt.load_checkpoint(_stopped_run(tmp_path / "ok.pt", {}))
+    with pytest.raises(ckpt.CheckpointError, match="parameters; at most"):
+        ckpt.check_architecture({**payload, "model_kwargs": {"widths": [16, 32, 50_000_000]}})
+
+
+@pytest.mark.parametrize("where", [{"epoch": -100_000}, {"epoch": 10**9},
+                                   {"train_seconds": -1e12}, {"train_seconds": float("nan")},
+                                   {"step": "x"}])
+def test_resume_refuses_a_run_that_stood_where_no_run_can(tmp_path, data_root, where):
+    cfg = TrainConfig(dataset="mnist", model="digitnet", epochs=3, batch_size=64,
+                      max_train_images=128, data_root=data_root, download=False,
+                      model_kwargs={"widths": [8, 16, 16]})
+    run = T.build_run(cfg)
+    state = {"optimizer": run.optimizer.state_dict(), "epoch": 0, "step": 2,
+             "train_seconds": 1.0, **where}
+    ckpt.save_checkpoint(tmp_path / "r.pt", run.meta, run.model.state_dict(), train_state=state)
+    with pytest.raises(ckpt.CheckpointError, match="cannot resume this run: where it stood"):
+        T.restore(run, str(tmp_path / "r.pt"))
+    state.update({"epoch": 0, "step": 2, "train_seconds": 1.0})  # a real place resumes
+    ckpt.save_checkpoint(tmp_path / "r.pt", run.meta, run.model.state_dict(), train_state=state)
+    T.restore(run, str(tmp_path / "r.pt"))
+    assert (run.start_epoch, run.step, run.train_seconds) == (1, 2, 1.0)
+
+
 def test_checkpoints_and_reports_keep_no_paths_of_the_machine(tmp_path, data_root):
     out = tmp_path / "deep" / "folder" / "run.pt"
     cfg = TrainConfig(dataset="mnist", data_root=str(data_root), epochs=1, max_train_images=128,
@@ -307,6 +343,22 @@ def test_a_caller_who_leaves_the_line_or_stops_reading_frees_the_trainer(held):
     assert len(rest) <= 2 and fake.stopped and not trainer.busy()
 
 
+def test_a_run_past_its_cap_in_wall_time_is_stopped_whatever_its_training_time(held,
+                                                                                monkeypatch):
+    # Training time is what the cap counts; evaluation comes on top. A run that spends its time
+    # outside training (one batch an epoch, a large test set) is stopped on the wall clock.
+    trainer, fake = held
+    monkeypatch.setattr(R, "WALL_FACTOR", 0.0)
+    monkeypatch.setattr(R, "WALL_MARGIN_S", 0.3)
+    run = trainer.stream(TrainConfig(epochs=1, max_seconds=100), [], "a")
+    fake.go.release()
+    next(run)
+    time.sleep(0.6)  # "evaluating": no event, past the wall deadline
+    fake.go.release()
+    list(run)
+    assert fake.stopped and not trainer.busy()
+
+
 def test_a_public_server_caps_every_run_unless_the_operator_says_otherwise(tmp_path):
     assert ServerSettings.make(runs_root=tmp_path).run_seconds(0) == RUN_SECONDS
     assert ServerSettings.from_args([]).max_seconds == RUN_SECONDS
@@ -394,6 +446,9 @@ def test_the_server_offers_no_deep_links_and_refuses_oversized_bodies(small_app)
     except urllib.error.HTTPError as e:
         status = e.code
     assert status == 404
+    # Nor the components' server helpers (the sketchpad's layer store)
+    status, _ = _post(f"{url}/gradio_api/component_server", b"{}")
+    assert status == 404
     # An image inline in a JSON call, past the body limit
     data = "data:image/png;base64," + "A" * (17 << 20)
     status, text = _post(f"{url}/gradio_api/call/classify_image",
@@ -474,3 +529,44 @@ def test_a_rest_training_nobody_reads_is_stopped(small_app, monkeypatch, data_ro
     while demo.trainer.busy() and time.time() < deadline:
         time.sleep(0.2)
     assert not demo.trainer.busy()
+
+
+# -- what the framework keeps of a session --------------------------------------------------------
+
+def test_a_drawing_is_read_from_its_composite_and_no_session_keeps_what_it_sent():
+    import app
+
+    big = {"path": "/tmp/gradio/x/huge.png", "meta": {"_type": "gradio.FileData"}}
+    sent = {"background": big, "layers": [big] * 100, "composite": big}
+    assert app._composite_only(sent) == {"background": None, "layers": [], "composite": big}
+    # no composite: the background is the drawing
+    assert app._composite_only({"background": big, "layers": [big]})["composite"] == big
+
+    class Block:
+        _id = 7
+
+    class State:
+        config_values = {7: {"props": {"value": "x" * 1000}}, 8: {"props": {"value": "kept"}}}
+
+    state = State()
+    app._forget_values(state, [Block()])
+    assert state.config_values == {7: {"props": {"value": None}}, 8: {"props": {"value": "kept"}}}
+
+
+def test_a_visitors_large_model_answers_through_the_server_not_the_page(tmp_path):
+    from core.predictor import Predictor
+    from core.services.page_assets import PageAssets
+    from core.services.page_models import PAGE_MAX_PARAMETERS, PageModels
+
+    pages = PageModels(PageAssets(), tmp_path / "cache", SHIPPED)
+    meta = ckpt.make_meta("cnn", "mnist", [str(i) for i in range(10)], (1, 28, 28), (0.1307,),
+                          (0.3081,), {}, kind="sketch")
+    big = models.create_model("cnn", 10, 1, 28)
+    assert models.count_parameters(big) > PAGE_MAX_PARAMETERS
+    path = ckpt.save_checkpoint(tmp_path / "yours" / "big.pt", meta, big.state_dict())
+    assert pages.spec(Predictor.load(path)) is None
+    small = ckpt.save_checkpoint(tmp_path / "yours" / "small.pt", {**meta, "model": "digitnet"},
+                                 models.create_model("digitnet", 10, 1, 28).state_dict())
+    assert pages.spec(Predictor.load(small))["onnx"]
+    # a shipped model runs in the page whatever its size
+    assert pages.spec(Predictor.load(SHIPPED / "mnist-cnn.pt"))["onnx"]

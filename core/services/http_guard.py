@@ -2,7 +2,10 @@
 offer, and request bodies larger than anything the page sends.
 
 - The web framework's "deep link" route saves and replays any session's page values to whoever
-  names the session: a public app offers no such thing (404).
+  names the session: a public app offers no such thing (404). Nor its component server route,
+  which runs a component's server-side helpers (the hidden sketchpad's layer store would take an
+  index that allocates a list of that length): the page calls none of them.
+- An upload is refused (507) while the upload folder's disk has less than MIN_FREE_BYTES free.
 - Uploads are bounded by the framework's own size limit (`launch(max_file_size=...)`), but a JSON
   call may carry an image inline (a data URL) past it: every other request body is cut off at
   MAX_BODY_BYTES (413), read or not.
@@ -11,15 +14,31 @@ offer, and request bodies larger than anything the page sends.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 from starlette.middleware import Middleware
 from starlette.responses import PlainTextResponse
 
-__all__ = ["http_guard", "MAX_BODY_BYTES", "CLOSED_PATHS", "TOO_LARGE"]
+__all__ = ["http_guard", "MAX_BODY_BYTES", "CLOSED_PATHS", "TOO_LARGE", "DISK_FULL",
+           "MIN_FREE_BYTES"]
 
 MAX_BODY_BYTES = 16 << 20  # a photo inline in a JSON call fits; the pad's drawings are ~20 KB
-CLOSED_PATHS = ("/gradio_api/deep_link", "/deep_link")
+CLOSED_PATHS = ("/gradio_api/deep_link", "/deep_link", "/gradio_api/component_server",
+                "/component_server")
+MIN_FREE_BYTES = 2 << 30  # uploads stop before the disk fills
 UPLOAD_PATH = "/gradio_api/upload"
 TOO_LARGE = "the request is larger than this server accepts"
+DISK_FULL = "the server has no room for uploads right now; try again later"
+
+
+def _free_bytes() -> int:
+    """Free space on the disk of the framework's upload folder (or its nearest existing parent)."""
+    folder = os.path.abspath(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir())
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder).free
 
 
 class _Guard:
@@ -33,6 +52,8 @@ class _Guard:
         path = scope["path"].rstrip("/")
         if path in CLOSED_PATHS:
             return await PlainTextResponse("Not Found", 404)(scope, receive, send)
+        if path == UPLOAD_PATH and _free_bytes() < MIN_FREE_BYTES:
+            return await PlainTextResponse(DISK_FULL, 507)(scope, receive, send)
         # An upload carries its files; the framework checks each against its own limit.
         limit = self.max_body_bytes + (self.max_upload_bytes if path == UPLOAD_PATH else 0)
         declared = dict(scope.get("headers") or []).get(b"content-length")

@@ -30,7 +30,10 @@ __all__ = ["PageModels", "describe", "WEB_MAX_IR", "WEB_MAX_OPSET"]
 # The page's runtime (onnxruntime-web 1.31) reads ONNX IR versions up to 13 and opsets up to 26;
 # core.export writes IR 10, opset 18 (tests/test_page.py checks the files).
 WEB_MAX_IR, WEB_MAX_OPSET = 13, 26
-VISITOR_MODELS_SERVED = 64  # visitors' model files kept in memory at once (the oldest dropped)
+VISITOR_MODELS_SERVED = 32  # visitors' model files kept in memory at once (the oldest dropped)
+# A visitor's model runs in the page only up to this many parameters (a digit net has 0.03-0.3M;
+# the seed CNN's 15M would be a 60 MB download): larger ones answer through the server.
+PAGE_MAX_PARAMETERS = 2_000_000
 # What the ONNX file of a checkpoint also depends on: a new exporter makes new URLs.
 EXPORTER = f"torch {torch.__version__}, opset {DEFAULT_OPSET}"
 
@@ -50,6 +53,7 @@ class PageModels:
     def __init__(self, assets: PageAssets, cache: Path, shipped: Path):
         self.assets, self.cache, self.shipped = assets, Path(cache), Path(shipped).resolve()
         self._specs: dict[tuple[str, int], dict] = {}  # (checkpoint, mtime) -> spec
+        self._exporting = threading.Lock()
         self._visitors: list[tuple[str, int]] = []  # the visitors' ones, oldest first
         self._lock = threading.Lock()
 
@@ -60,10 +64,11 @@ class PageModels:
         """The checkpoint as ONNX (core.export), exported once: a file written atomically."""
         out = self.cache / f"{digest}.onnx" if self._is_shipped(source) else source.with_suffix(
             ".onnx")
-        if not (out.is_file() and out.stat().st_mtime >= source.stat().st_mtime):
-            out.parent.mkdir(parents=True, exist_ok=True)
-            export_onnx(source, out)
-        return out.read_bytes()
+        with self._exporting:  # one export at a time, however many pages ask at once
+            if not (out.is_file() and out.stat().st_mtime >= source.stat().st_mtime):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                export_onnx(source, out)
+            return out.read_bytes()
 
     def spec(self, predictor: Predictor) -> dict | None:
         """{key, name, onnx, meta}: the URLs of a drawn-digit model's page files (the ONNX file is
@@ -71,6 +76,9 @@ class PageModels:
         if not get_kind(predictor.kind).drawn:
             return None
         source = Path(predictor.path)
+        if not self._is_shipped(source) and sum(
+                p.numel() for p in predictor.model.parameters()) > PAGE_MAX_PARAMETERS:
+            return None
         key = (str(source), source.stat().st_mtime_ns)
         with self._lock:
             if key in self._specs:

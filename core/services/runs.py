@@ -41,6 +41,10 @@ PLOT_EVERY_S, PROGRESS_EVERY_S = 2.0, 0.25
 # Trainings waiting for the one running, at most; one more is refused (texts.TRAINER_FULL).
 MAX_WAITING = 4
 WAIT_POLL_S = 1.0  # a waiting run tells its page its place in the line this often
+# The cap counts training time; evaluating and saving come on top. A run is stopped anyway once its
+# wall time passes the cap by this factor and margin (a run of one batch an epoch and a large test
+# set would otherwise hold the trainer for hours at a few seconds of "training").
+WALL_FACTOR, WALL_MARGIN_S = 1.5, 60.0
 
 
 class Trainer:
@@ -110,8 +114,15 @@ class Trainer:
         cfg.max_seconds = self.settings.run_seconds(cfg.max_seconds)
         cfg.out = str(run_dir / f"{cfg.dataset}-{cfg.model}.pt")
         dash = Dashboard(history, self.plot_every_s, self.progress_every_s)
+        deadline = None
+        if cfg.max_seconds:
+            deadline = threading.Timer(cfg.max_seconds * WALL_FACTOR + WALL_MARGIN_S, stop.set)
+            deadline.daemon = True
+            deadline.start()
 
         def release() -> None:  # when the run is really over, even if its caller left before
+            if deadline is not None:
+                deadline.cancel()
             self._leave(session, stop)
             self.folders.release(run_dir)
 
