@@ -29,12 +29,12 @@ c. Full line: 1 + MAX_WAITING + 2 trainings over REST, each its own session: exa
 d. Unread: a REST training whose stream nobody opens must be stopped: the seconds until another
    session's training, waiting behind it, starts, and how the unread one ended (its stream, read
    afterwards: "stopped", where the 120 s cap would have ended it "done").
-e. HTTP: deep_link is 404; a 20 MB JSON body is 413 (declared, and chunked without a length);
-   uploads over the limit are 413 (the framework's limit, and the request body limit); A's
-   stopped checkpoint, its stored config asking for widths [32, 64, 100000], resumes as the small
-   model it holds (the resumed run's checkpoint has A's widths; RSS does not jump). No message or
-   report returned to any caller names a server folder or a session. The app's log shows each
-   refusal on one line, and no traceback or warning.
+e. HTTP: deep_link and component_server are 404; a 20 MB JSON body is 413 (declared, and chunked
+   without a length); uploads over the limit are 413 (the framework's limit, and the request
+   body limit); A's stopped checkpoint, its stored config asking for widths [32, 64, 100000],
+   resumes as the small model it holds (the resumed run's checkpoint has A's widths; RSS does not
+   jump). No message or report returned to any caller names a server folder or a session. The
+   app's log shows each refusal on one line, and no traceback or warning.
 f. Throughout, a probe sends /predict_digit (a drawn 1) every 0.5 s: p50/p95 and failures per part.
 
 Prints tables, then one JSON line; exits 1 if any check fails.
@@ -376,12 +376,19 @@ def oversized_uploads(url: str, limit_mb: int) -> list[dict]:
 
 
 def closed_routes(url: str, session: str) -> list[dict]:
-    """The deep-link routes (another session's page values): 404."""
+    """The deep-link routes (another session's page values) and the components' server helpers
+    (the hidden sketchpad's layer store, asked for a billion-entry list): 404."""
     rows = []
     for path in ("gradio_api/deep_link", "deep_link"):
         r = httpx.get(f"{url}{path}", params={"session_hash": session}, timeout=30)
         rows.append({"attack": f"GET /{path}?session_hash=<another session>",
                      "answer": f"{r.status_code} {r.text[:80]}", "harmless": r.status_code == 404})
+    r = httpx.post(f"{url}gradio_api/component_server", timeout=30,
+                   data={"component_id": "1", "fn_name": "accept_blobs", "session_hash": session,
+                         "data": json.dumps({"type": "layer", "index": 10**9, "id": "x"})},
+                   files={"file": ("x.png", b"x", "image/png")})
+    rows.append({"attack": "POST /gradio_api/component_server (accept_blobs, index 10^9)",
+                 "answer": f"{r.status_code} {r.text[:80]}", "harmless": r.status_code == 404})
     return rows
 
 

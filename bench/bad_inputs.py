@@ -382,7 +382,8 @@ BAD_CHECKPOINTS = {"pickle with code": "Python objects other than tensors",
                    "text file": "not a readable checkpoint",
                    "other architecture": "do not fit model 'digitnet'",
                    "unknown model": "unknown model 'resnet'",
-                   "enormous model": "do not fit model 'digitnet'",
+                   "enormous model": "parameters; at most",
+                   "hollow tensors": "larger than the data stored",
                    "download on load": "not a dict of architecture settings"}
 
 
@@ -415,6 +416,9 @@ def bad_checkpoints(workdir: Path, marker: Path) -> dict[str, tuple[Path, str]]:
         ("enormous model", {"model_kwargs": {"widths": [10**6] * 3}}, digitnet),
         # a pretrained flag would make building the model download weights
         ("download on load", {"model": "alexnet", "model_kwargs": {"pretrained": True}}, lenet),
+        # one stored number per weight "expanded" to its shape: a few KB that would build the net
+        ("hollow tensors", {}, {k: torch.zeros((), dtype=v.dtype).expand(v.shape)
+                                for k, v in digitnet.items()}),
     ]:
         files[name] = ckpt.save_checkpoint(workdir / f"{name.replace(' ', '-')}.pt", {**meta,
                                                                                       **changes},

@@ -5,6 +5,7 @@ import gc
 import json
 import logging
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -341,6 +342,23 @@ def test_a_caller_who_leaves_the_line_or_stops_reading_frees_the_trainer(held):
     fake.go.release()
     rest = list(third)
     assert len(rest) <= 2 and fake.stopped and not trainer.busy()
+
+
+def test_an_archive_is_not_read_when_its_training_could_not_join_the_line(held, tmp_path):
+    from core.services.own_classes import train_archive
+    from core.services.shelf import Shelf
+
+    trainer, fake = held
+    runs = [trainer.stream(_config(), [], s) for s in "abc"]  # 1 running + 2 waiting: full
+    for run in runs:
+        next(run)
+    not_read = tmp_path / "never-opened.zip"  # not even a file: its reading would fail otherwise
+    for session, refusal in (("d", texts.TRAINER_FULL), ("a", texts.ONE_TRAINING_EACH)):
+        with pytest.raises(InputError, match=re.escape(refusal[:30])):
+            train_archive(trainer, Shelf(), ClassFolders(tmp_path / "classes"), str(not_read),
+                          "sketch", "transfer", session)
+    for run in runs:
+        run.close()
 
 
 def test_a_run_past_its_cap_in_wall_time_is_stopped_whatever_its_training_time(held,

@@ -417,6 +417,7 @@ def train_archive(trainer: Trainer, shelf: Shelf, folders: ClassFolders, path: s
     tab), else photo; the examples are removed afterwards."""
     if not path:
         raise InputError("send a .zip with one folder of images per class")
+    trainer.check_room(session)  # before the archive's images are read: refused ones cost nothing
     kind = kind or checked_members(path)[1] or "photo"
     examples = folders.examples(f"api-{uuid.uuid4().hex[:12]}", kind)
     try:

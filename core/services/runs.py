@@ -151,14 +151,20 @@ class Trainer:
 
     # -- the line ----------------------------------------------------------------------------------
 
-    def _join(self, session: str) -> threading.Event:
-        """A place at the end of the line, and the session's stop flag; InputError when the
-        session already has a training in it, or the line is full."""
+    def check_room(self, session: str) -> None:
+        """InputError when the session could not join the line now (it already has a training in
+        it, or the line is full): asked before costly preparation, such as importing an archive."""
         with self._turn:
             if session in self._line:
                 raise InputError(texts.ONE_TRAINING_EACH)
             if len(self._line) > self.max_waiting:
                 raise InputError(texts.TRAINER_FULL)
+
+    def _join(self, session: str) -> threading.Event:
+        """A place at the end of the line, and the session's stop flag; InputError when the
+        session already has a training in it, or the line is full."""
+        with self._turn:
+            self.check_room(session)
             self._line.append(session)
             stop = self._stops[session] = threading.Event()
             return stop
