@@ -602,7 +602,7 @@ def _own_tab(demo: gr.Blocks, page: _Page) -> None:
         """The tab's own model after a run (its try-it pad answers with it), or nothing yet."""
         if not update:
             return gr.skip(), gr.skip()
-        own = trained_model(update)
+        own = trained_model(update, page.models.load)
         return own, gr.update(model=page.pads.spec(own[OWN_KEY]) if own else None)
 
     def train_classes(kind: str, start: str, fine: bool, request: gr.Request):

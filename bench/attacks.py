@@ -116,7 +116,7 @@ class App:
 
     def call(self, page: PageSession, inputs: list, api_name: str | None = None,
              elem_id: str | None = None, trigger: str = "click") -> tuple[bool, Any]:
-        ok, out = page.call(event(page, api_name, elem_id, trigger), inputs)
+        ok, out = page.call(page.event(api_name, elem_id, trigger), inputs)
         self.said += messages(out)
         return ok, out
 
@@ -124,20 +124,6 @@ class App:
         """A checkpoint through the Train tab's upload event (adopted as the session's model)."""
         return self.call(page, [page.upload(path), None], elem_id="train-upload",
                          trigger="upload")
-
-
-def event(page: PageSession, api_name: str | None, elem_id: str | None,
-          trigger: str) -> tuple[int, int | None]:
-    """(fn_index, trigger_id) of an event; of a button with several listeners (Resume also shows
-    the queue's note at once), the one with the most outputs."""
-    if api_name is not None:
-        return page.event(api_name=api_name)
-    target = next(c["id"] for c in page.config["components"]
-                  if c.get("props", {}).get("elem_id") == elem_id)
-    fn = max((d for d in page.config["dependencies"]
-              if [target, trigger] in [list(t) for t in d["targets"]]),
-             key=lambda d: len(d["outputs"]))
-    return fn["id"], target
 
 
 def messages(value: Any) -> list[str]:

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.browser_pen import open_app, pad_ready, percentile  # noqa: E402
 from bench.load import cpu_seconds  # noqa: E402
-from bench.serving import chromium, running_app  # noqa: E402
+from bench.serving import app_at, chromium  # noqa: E402
 
 RESOURCES = """() => performance.getEntriesByType('resource').map(e => ({
     url: e.name, transfer: e.transferSize, encoded: e.encodedBodySize, decoded: e.decodedBodySize}))
@@ -139,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", default=None, help="a running app (default: start one)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, \
-            (nullcontext((None, args.url)) if args.url else running_app(None, Path(tmp))) \
-            as (proc, url):
+            app_at(args.url, None, Path(tmp)) as (proc, url):
         firsts, revisits, gets = in_browser(url, args.rounds)
         table(firsts, "A first visit")
         table(revisits, "A revisit (the same browser, its cache kept)")

@@ -156,7 +156,8 @@ class PageSession:
 
     def event(self, api_name: str | None = None, elem_id: str | None = None,
               trigger: str | None = None) -> tuple[int, int | None]:
-        """(fn_index, trigger_id) of an event."""
+        """(fn_index, trigger_id) of an event; of a component event with several listeners (Resume
+        also shows the queue's note at once), the one with the most outputs."""
         if api_name is not None:
             return next(
                 d["id"] for d in self.config["dependencies"] if d.get("api_name") == api_name
@@ -166,11 +167,9 @@ class PageSession:
             for c in self.config["components"]
             if c.get("props", {}).get("elem_id") == elem_id
         )
-        fn = next(
-            d
-            for d in self.config["dependencies"]
-            if [target, trigger] in [list(t) for t in d["targets"]]
-        )
+        fn = max((d for d in self.config["dependencies"]
+                  if [target, trigger] in [list(t) for t in d["targets"]]),
+                 key=lambda d: len(d["outputs"]))
         return fn["id"], target
 
     def upload(self, path: Path, data: bytes | None = None) -> dict:

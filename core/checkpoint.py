@@ -294,7 +294,7 @@ def check_architecture(payload: dict) -> None:
     except (ValueError, TypeError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"its model settings are invalid: {first}") from None
-    parameters = sum(p.numel() for p in net.parameters())
+    parameters = models.count_parameters(net)
     if parameters > MAX_PARAMETERS:
         raise CheckpointError(f"its model settings ask for {parameters:,} parameters; at most "
                               f"{MAX_PARAMETERS:,}")

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -28,8 +29,8 @@ from .calibration import energy_score, tta_options, view_logits
 from .datasets import checkpoint_kind
 from .kinds import get_kind
 
-__all__ = ["ExportError", "Deployable", "export_onnx", "metadata", "OPSETS", "DEFAULT_OPSET",
-           "INPUT", "OUTPUTS", "main"]
+__all__ = ["ExportError", "Deployable", "export_onnx", "onnx_file", "metadata", "OPSETS",
+           "DEFAULT_OPSET", "INPUT", "OUTPUTS", "main"]
 
 # The exporter (torch.onnx with torch.export) writes opset 18 and later; 18 is read by every
 # onnxruntime since 1.14.
@@ -92,6 +93,21 @@ def _reason(exc: BaseException) -> str:
     inner = exc.__cause__ or exc
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(inner))
     return next((line.strip() for line in text.splitlines() if line.strip()), type(inner).__name__)
+
+
+_EXPORTING = threading.Lock()  # one export at a time in a process: each is seconds of CPU
+
+
+def onnx_file(source: str | Path, out: str | Path) -> Path:
+    """`out`, the checkpoint `source` as ONNX, exported unless an export at least as new as the
+    checkpoint is there already; exports in one process run one at a time, so two callers asking
+    for the same file export it once."""
+    source, out = Path(source), Path(out)
+    with _EXPORTING:
+        if not (out.is_file() and out.stat().st_mtime >= source.stat().st_mtime):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            export_onnx(source, out)
+    return out
 
 
 def export_onnx(source: str | Path | dict, out: str | Path, opset: int = DEFAULT_OPSET,

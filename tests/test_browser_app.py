@@ -217,15 +217,13 @@ def test_photo_upload_and_a_broken_file(app_url, browser, tmp_path):
 
     broken = tmp_path / "holiday.png"
     broken.write_bytes(b"this is not a picture")
-    page.reload()
-    open_app(page, app_url)
+    open_app(page, app_url)  # a fresh page
     _upload(page, broken)
     page.get_by_text("not an image").first.wait_for(timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "photo-broken.png"))
     assert page.locator("#photo-label [data-testid='label-output-value']").count() == 0
 
     # The app keeps serving after the refusal.
-    page.reload()
     open_app(page, app_url)
     _upload(page, ROOT / "examples" / "photos" / "horse.png")
     assert gradio_label(page, "#photo-label") in CIFAR_CLASSES

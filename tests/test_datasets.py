@@ -239,9 +239,7 @@ def test_training_on_handwriting_reports_each_parts_validation_and_uses_some_ren
                       data_root=str(root), download=False, val_split=0.4, test=False)
     events = list(train(cfg))
     start, epochs = events[0], [e for e in events if e["type"] == "epoch"]
-    _, val = D.split_train_val(DS.load_dataset("handwriting", "train", root=root, download=False),
-                               0.4, 0)
-    train_set, _ = D.split_train_val(
+    train_set, val = D.split_train_val(
         DS.load_dataset("handwriting", "train", root=root, download=False), 0.4, 0)
     # 12 MNIST images and one rendering of each training writer's digits an epoch
     (a, b), (c, d) = train_set.parts["pendigits"], train_set.parts["unipen"]

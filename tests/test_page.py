@@ -21,7 +21,7 @@ from core.preparation import SKETCH, InputError, open_drawing, sketch_to_digit
 from core.services.answers import Answers
 from core.services.page_assets import RUNTIME, PageAssets, runtime_sources, sri
 from core.services.page_models import WEB_MAX_IR, WEB_MAX_OPSET, PageModels, describe
-from core.services.shelf import Shelf
+from core.services.shelf import CHECKPOINT_DIR, Shelf
 from core.strokes import layout_strokes, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_a_visitors_model_is_exported_beside_its_checkpoint(tmp_path):
     run.mkdir()
     (run / "mine.pt").write_bytes((ROOT / "checkpoints" / "mnist-digitnet.pt").read_bytes())
     assets = PageAssets()
-    pads = PageModels(assets, tmp_path / "onnx", Shelf().folder)
+    pads = PageModels(assets, tmp_path / "onnx", CHECKPOINT_DIR)
     spec = pads.spec(Predictor.load(run / "mine.pt"))
     assert assets.data(spec["onnx"]) == (run / "mine.onnx").read_bytes()
     assert not (tmp_path / "onnx").exists()

@@ -217,7 +217,7 @@ def test_own_classes_folders_are_named_by_random_ids(tmp_path):
 
 def test_visitors_models_in_memory_are_bounded_in_all_and_freed_with_their_state(tmp_path):
     one = SHIPPED / "mnist-digitnet.pt"
-    size = model_bytes(VisitorModels(RunFolders(tmp_path / "probe"))._load(one))
+    size = model_bytes(VisitorModels(RunFolders(tmp_path / "probe")).load(one))
     gc.collect()
     service = VisitorModels(RunFolders(tmp_path / "runs"), max_bytes=int(2.5 * size))
     states = [service.adopt(str(one), {}, session=f"s{i}")[0] for i in range(2)]
@@ -227,8 +227,12 @@ def test_visitors_models_in_memory_are_bounded_in_all_and_freed_with_their_state
     states.pop()  # a session's state dropped (it ended, or its time to live passed)
     gc.collect()
     assert service.held_bytes() == size
-    service.adopt(str(one), {}, session="s2")
+    states.append(service.adopt(str(one), {}, session="s2")[0])
     assert MODELS_FULL.startswith("the server holds")
+    # a model trained in Your classes is counted the same way
+    from core.services.own_classes import trained_model
+    with pytest.raises(InputError, match="as many visitors' models"):
+        trained_model({"run": {"checkpoint": str(one)}}, service.load)
 
 
 def test_a_model_let_go_is_named_as_such_when_asked_for():
@@ -447,7 +451,7 @@ def _post(url: str, body: bytes, kind: str = "application/json") -> tuple[int, s
     conn.endheaders()
     try:
         for i in range(0, len(body), 1 << 16):
-            conn.send(body[i:i + 1 << 16])
+            conn.send(body[i:i + (1 << 16)])
     except OSError:
         pass  # answered (and closed) early
     response = conn.getresponse()

@@ -360,24 +360,16 @@ export function mount({ element, trigger, props, watch }) {
     // true once every drawing so far is answered (in the page or by the server)
     idle: () => !busy && pending === null && serverAsked === null && serverNext === null,
     clear: () => clear(),
-    // Draw strokes (canvas pixels) with the pen's own code, as if drawn: [[[x, y], ...], ...]
-    draw(points, width = props.brush) {
-      for (const s of points) {
-        const stroke = { width, points: s.map((p) => [p[0], p[1]]), pointer: -1 };
-        strokes.push(stroke);
-        drawStroke(stroke);
-      }
-      changed(performance.now(), true);
-    },
-    png: () => canvas.toDataURL("image/png"),
-    // The page's 28x28 and in-page answer of each drawing, one after another (parity checks)
+    // The page's 28x28 and in-page answer of each drawing, one after another (parity checks):
+    // drawings as strokes in canvas pixels, [[[x, y], ...], ...], drawn with the pen's own code
+    // (and not answered as drawn: each is prepared and answered here once)
     async prepareMany(drawings, width = props.brush) {
       const ready = await session(model);
       const out = [];
       for (const s of drawings) {
-        strokes = [];
+        strokes = s.map((points) => ({ width, points: points.map((p) => [p[0], p[1]]), pointer: -1 }));
         paper();
-        this.draw(s, width);
+        strokes.forEach(drawStroke);
         const px = ctx.getImageData(0, 0, canvas.width, canvas.height);
         const image = TVSketch.sketchToDigit(px.data, px.width, px.height, K);
         const r = image ? await infer(ready, image) : null;

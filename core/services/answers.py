@@ -18,8 +18,7 @@ from ..preparation import InputError, load_photo, open_drawing, sketch_to_digit
 from .shelf import Shelf
 from .texts import EMPTY_PHOTO, EMPTY_SKETCH, OWN_UNTRAINED
 
-__all__ = ["Answers", "answer", "unsure_note", "enlarge", "blank_canvas", "MIN_PHOTO_SIDE",
-           "OWN_KEY"]
+__all__ = ["Answers", "answer", "unsure_note", "enlarge", "MIN_PHOTO_SIDE", "OWN_KEY"]
 
 # The model's input is tiny; it is shown at this many screen pixels per input pixel so the user can
 # see what it saw.
@@ -38,12 +37,6 @@ def enlarge(image: np.ndarray, size: int = SEEN_SIZE) -> np.ndarray:
         a = (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     k = max(1, size // max(a.shape[:2]))
     return np.repeat(np.repeat(a, k, axis=0), k, axis=1)
-
-
-def blank_canvas(size: int) -> np.ndarray:
-    """A white RGB canvas: the sketchpad opens on it, ready to draw (an empty sketchpad has no tool
-    selected)."""
-    return np.full((size, size, 3), 255, dtype=np.uint8)
 
 
 def _file_path(value: Any) -> str | Path | None:

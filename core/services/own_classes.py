@@ -434,7 +434,9 @@ def train_archive(trainer: Trainer, shelf: Shelf, folders: ClassFolders, path: s
     return final["report"], final["checkpoint"]
 
 
-def trained_model(update: dict) -> dict:
-    """The tab's own model after a run's last update: {OWN_KEY: Predictor}, or {} without one."""
+def trained_model(update: dict, load: Callable[[str], Predictor] = Predictor.load) -> dict:
+    """The tab's own model after a run's last update: {OWN_KEY: Predictor}, or {} without one.
+    The app loads it as it loads every visitor's model (`VisitorModels.load`: counted in memory
+    while it lives)."""
     path = (update.get("run") or {}).get("checkpoint")
-    return {OWN_KEY: Predictor.load(path)} if path else {}
+    return {OWN_KEY: load(path)} if path else {}

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from ..export import DEFAULT_OPSET, export_onnx
+from ..export import DEFAULT_OPSET, onnx_file
 from ..kinds import get_kind
+from ..models import count_parameters
 from ..predictor import Predictor
 from ..preparation import SKETCH
 from .answers import unsure_note
@@ -53,7 +54,6 @@ class PageModels:
     def __init__(self, assets: PageAssets, cache: Path, shipped: Path):
         self.assets, self.cache, self.shipped = assets, Path(cache), Path(shipped).resolve()
         self._specs: dict[tuple[str, int], dict] = {}  # (checkpoint, mtime) -> spec
-        self._exporting = threading.Lock()
         self._visitors: list[tuple[str, int]] = []  # the visitors' ones, oldest first
         self._lock = threading.Lock()
 
@@ -64,11 +64,7 @@ class PageModels:
         """The checkpoint as ONNX (core.export), exported once: a file written atomically."""
         out = self.cache / f"{digest}.onnx" if self._is_shipped(source) else source.with_suffix(
             ".onnx")
-        with self._exporting:  # one export at a time, however many pages ask at once
-            if not (out.is_file() and out.stat().st_mtime >= source.stat().st_mtime):
-                out.parent.mkdir(parents=True, exist_ok=True)
-                export_onnx(source, out)
-            return out.read_bytes()
+        return onnx_file(source, out).read_bytes()
 
     def spec(self, predictor: Predictor) -> dict | None:
         """{key, name, onnx, meta}: the URLs of a drawn-digit model's page files (the ONNX file is
@@ -76,8 +72,7 @@ class PageModels:
         if not get_kind(predictor.kind).drawn:
             return None
         source = Path(predictor.path)
-        if not self._is_shipped(source) and sum(
-                p.numel() for p in predictor.model.parameters()) > PAGE_MAX_PARAMETERS:
+        if not self._is_shipped(source) and count_parameters(predictor.model) > PAGE_MAX_PARAMETERS:
             return None
         key = (str(source), source.stat().st_mtime_ns)
         with self._lock:

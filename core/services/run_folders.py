@@ -116,8 +116,7 @@ class RunFolders:
             self._seen[session] = now
             self._adopt_strays()
             self._remove([r for r in self._runs.values() if now - r.made > RUN_MAX_AGE_S])
-            self._make_room(session)
-            if self._total() >= self.total_max_bytes:
+            if self._make_room(session) >= self.total_max_bytes:
                 raise InputError(RUNS_FULL)
             path = self.root / f"run-{secrets.token_hex(8)}"
             path.mkdir()
@@ -148,21 +147,23 @@ class RunFolders:
                 shutil.rmtree(r.path, ignore_errors=True)
                 self._runs.pop(r.path, None)
 
-    def _make_room(self, session: str) -> None:
+    def _make_room(self, session: str) -> int:
         """Room for one more folder of `session`: its own oldest beyond its quotas, then, past the
-        total, other visitors' folders in the order the module's notes give."""
+        total, other visitors' folders in the order the module's notes give. Returns the bytes
+        all folders hold then."""
         mine = sorted((r for r in self._runs.values() if r.session == session),
                       key=lambda r: r.made)
         self._remove(mine[:max(0, len(mine) - (self.runs_per_session - 1))])
-        mine = [r for r in mine if r.path in self._runs]
-        while mine and sum(folder_bytes(r.path) for r in mine) >= self.session_max_bytes:
+        sizes = {r.path: folder_bytes(r.path) for r in mine if r.path in self._runs}
+        mine = [r for r in mine if r.path in sizes]
+        while mine and sum(sizes[r.path] for r in mine) >= self.session_max_bytes:
             self._remove(mine[:1])
             if mine[0].path in self._runs:  # in use
                 break
             mine = mine[1:]
         total = self._total()
         if total < self.total_max_bytes:
-            return
+            return total
         now = time.time()
         live = {s for s, seen in self._seen.items() if now - seen <= SESSION_QUIET_S}
         newest = {}
@@ -173,9 +174,10 @@ class RunFolders:
                  if r.session in live and newest[r.session] != r.path]
         for r in sorted(gone, key=lambda r: r.made) + sorted(older, key=lambda r: r.made):
             if total < self.total_max_bytes:
-                return
+                break
             if r.path in self._active:
                 continue
             size = folder_bytes(r.path)
             self._remove([r])
             total -= size
+        return total

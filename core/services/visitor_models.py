@@ -18,7 +18,7 @@ import weakref
 from pathlib import Path
 
 from .. import checkpoint as ckpt
-from ..export import ExportError, export_onnx
+from ..export import ExportError, onnx_file
 from ..predictor import Predictor
 from ..preparation import InputError
 from .run_folders import RUN_MAX_AGE_S, RUNS_PER_SESSION, RunFolders
@@ -79,7 +79,7 @@ class VisitorModels:
         with self._lock:
             return sum(self._held.values())
 
-    def _load(self, path: str | Path, payload: dict | None = None) -> Predictor:
+    def load(self, path: str | Path, payload: dict | None = None) -> Predictor:
         """A Predictor, counted while it lives; InputError (MODELS_FULL) when there is no room."""
         try:
             predictor = (Predictor.load(path) if payload is None
@@ -110,7 +110,7 @@ class VisitorModels:
             raise InputError(RUN_GONE)
         self.folders.touch(session)
         known = next((p for p in (own or {}).values() if str(p.path) == str(path)), None)
-        return offer(known or self._load(path), own)
+        return offer(known or self.load(path), own)
 
     def adopt(self, path: str | None, own: dict | None,
               session: str = "") -> tuple[dict, str, str, dict, str]:
@@ -126,7 +126,7 @@ class VisitorModels:
         known = copy is not None and copy.is_file()
         predictor = next((p for p in (own or {}).values() if known and p.path == copy), None)
         if predictor is None:
-            predictor = self._load(path, payload)  # room in memory first, then on disk
+            predictor = self.load(path, payload)  # room in memory first, then on disk
         if not known:
             run_dir = self.folders.new(session)
             try:
@@ -150,10 +150,8 @@ class VisitorModels:
             raise InputError(NO_CHECKPOINT)
         if not Path(path).is_file():
             raise InputError(RUN_GONE)
-        out = Path(path).with_suffix(".onnx")
         try:
-            if not (out.is_file() and out.stat().st_mtime >= Path(path).stat().st_mtime):
-                export_onnx(path, out)
+            out = onnx_file(path, Path(path).with_suffix(".onnx"))
         except (ckpt.CheckpointError, FileNotFoundError):
             raise InputError(RUN_GONE) from None
         except ExportError as exc:
