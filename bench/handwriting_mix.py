@@ -2,7 +2,8 @@
 held-out writers.
 
     python -m bench.handwriting_mix [--renders 4] [--unipen-renders 4] [--per-epoch 0]
-                                    [--mnist-only | --no-unipen] [--model digitnet] [--epochs 12]
+                                    [--jitter 0.1] [--mnist-only | --no-unipen] [--model digitnet]
+                                    [--epochs 12]
 
 Trains digitnet (the shipped recipe; another `--model` with its own) with `--val-split 0.2`: 20% of
 MNIST's training digits and a fifth of the pen writers (of pendigits' 30 and of UNIPEN's training
@@ -10,11 +11,17 @@ people), whole, are held out, so the validation figures say how the mix reads pe
 learnt from. The evaluation writers (TINYVISION_PEN_DIGITS), MNIST test and UNIPEN's test people
 are not used. `--renders` / `--unipen-renders` random renderings of each pendigits / UNIPEN digit
 are made (cached), of which each epoch trains on `--per-epoch`, drawn afresh (0: all);
+`--jitter` moves each stroke of a training rendering on its own (core.strokes.jittered; the held-out
+writers are still scored on renderings as recorded, the same images as without it);
 `--mnist-only` leaves the pen digits out of training, `--no-unipen` the UNIPEN ones (both still
 scored on the held-out writers, the same split). `--teacher CHECKPOINT` also learns
-that net's answers (core.distill); it must not have seen the held-out digits. `--seeds 0 1` trains
-one net per seed on the first seed's split and also scores their average (the logits averaged, as a
-shipped ensemble answers: `python -m core.checkpoint A B --out F`). Prints one JSON line per net
+that net's answers (core.distill); it must not have seen the held-out digits. `--seeds 0 1`
+trains one net per seed on the first seed's split (`--split-seed` another) and also scores their
+average (the logits averaged, as a shipped ensemble answers: `python -m core.checkpoint A B --out
+F`); `--keep DIR` keeps each net as DIR/seed<N>.pt, and `--average-with FILES` adds nets kept by
+earlier runs on the same split to the average (`--seeds` with no seed: that average alone, nothing
+trained). `--misread PNG` draws the held-out pen digits the last net (or the average) misreads.
+Prints one JSON line per net
 (and one for the average): validation accuracy per part and per held-out writer, train time.
 """
 from __future__ import annotations
@@ -23,12 +30,14 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.sheets import contact_sheet  # noqa: E402
 from core import checkpoint as ckpt  # noqa: E402
 from core import datasets, models, pens  # noqa: E402
 from core import imagedata as D  # noqa: E402
@@ -47,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-epoch", type=int, default=datasets.HANDWRITING_PER_EPOCH,
                    help="renderings of each pen digit one epoch trains on, drawn afresh (0: all)")
     p.add_argument("--unipen-renders", type=int, default=pens.UNIPEN_RENDERS)
+    p.add_argument("--jitter", type=float, default=0.0,
+                   help="how far each stroke of a training rendering moves on its own (0: not)")
     p.add_argument("--mnist-only", action="store_true")
     p.add_argument("--no-unipen", action="store_true")
     p.add_argument("--drop-sites", nargs="+", default=[], metavar="SITE",
@@ -54,20 +65,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="digitnet")
     p.add_argument("--epochs", type=int, default=None,
                    help="default: 12 for digitnet, else the model's recipe")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one net per seed, all on the "
+    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="one net per seed, all on the "
                    "first seed's split; with several, their average is scored too")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="the seed of the held-out split (default: the first of --seeds)")
+    p.add_argument("--keep", default=None, metavar="DIR", help="keep each net as DIR/seed<N>.pt")
+    p.add_argument("--average-with", nargs="+", default=[], metavar="CHECKPOINT",
+                   help="nets kept by earlier runs on the same split, averaged with this run's")
     p.add_argument("--widths", type=json.loads, default=[32, 64, 128], help="digitnet's widths")
     p.add_argument("--teacher", default=None,
                    help="a checkpoint to distil from (trained without the held-out digits, e.g. "
                    "`core.train --dataset mnist --val-split 0.2`)")
     p.add_argument("--distill-weight", type=float, default=1.0)
+    p.add_argument("--misread", type=Path, metavar="PNG",
+                   help="draw the held-out pen digits the last net (or the average) misreads")
     args = p.parse_args(argv)
+    if not args.seeds and not args.average_with:
+        p.error("give --seeds to train, or --average-with to score kept nets")
     pens.PENDIGITS_RENDERS, datasets.HANDWRITING_PER_EPOCH = args.renders, args.per_epoch
     pens.UNIPEN_RENDERS = args.unipen_renders
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model,
                                                                        "sketch")["epochs"])
-    split_seed = args.seeds[0]
+    split_seed = args.split_seed if args.split_seed is not None else (args.seeds or [0])[0]
     split = D.split_train_val
     held_out = {}  # the validation set the trainings use, kept to score the nets' average on
 
@@ -75,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         # Every net holds out the same writers and MNIST digits (the first seed's), so their average
         # can be scored.
         tr, held_out["val"] = split(data, fraction, split_seed)
+        if args.jitter > 0:
+            held_out["val"] = _as_recorded(held_out["val"], split, fraction, split_seed)
         # --mnist-only / --no-unipen: the same split, then pen digits taken out of the training
         # side only.
         if args.mnist_only:
@@ -87,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         return tr, held_out["val"]
 
     D.split_train_val = held_out_split
+    averaged = len(args.seeds) + len(args.average_with) > 1
+    cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs, download=False,
+                      val_split=VAL_SPLIT, test=False, pen_jitter=args.jitter,
+                      model_kwargs={"widths": args.widths} if digitnet else {})
+    if not args.seeds:  # score kept nets only: the same held-out images
+        held_out_split(datasets.load_dataset("handwriting", "train", download=False), VAL_SPLIT,
+                       split_seed)
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         files = []
         for seed in args.seeds:
-            out = str(Path(tmp) / f"seed{seed}.pt") if len(args.seeds) > 1 else None
-            cfg = TrainConfig(dataset="handwriting", model=args.model, epochs=epochs,
-                              eval_every=epochs, seed=seed, download=False, val_split=VAL_SPLIT,
-                              test=False, model_kwargs={"widths": args.widths} if digitnet else {},
-                              teacher=args.teacher, distill_weight=args.distill_weight, out=out)
+            out = str(folder / f"seed{seed}.pt") if averaged or args.keep else None
+            cfg = replace(cfg, eval_every=epochs, seed=seed, teacher=args.teacher,
+                          distill_weight=args.distill_weight, out=out)
             last = None
             for event in train(cfg):
                 if event["type"] == "epoch":
@@ -104,12 +133,57 @@ def main(argv: list[str] | None = None) -> int:
             files.append(out)
             _report(args, cfg, seed, last["val_acc"], last["val_parts"], last["val_groups"],
                     last["train_seconds"])
-        if len(files) > 1:
-            # The trainings do not hand their nets out: each one's final checkpoint is read back.
-            nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files]
-            r = evaluate_model(models.Ensemble(nets), held_out["val"])
-            _report(args, cfg, args.seeds, r["acc"], r["parts"], r["groups"], None)
+        # The trainings do not hand their nets out: each one's final checkpoint is read back.
+        files += args.average_with
+        nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files if f]
+        net = models.Ensemble(nets) if len(nets) > 1 else nets[-1] if nets else None
+        if averaged:
+            r = evaluate_model(net, held_out["val"])
+            _report(args, cfg, args.seeds + args.average_with, r["acc"], r["parts"], r["groups"],
+                    None)
+        if args.misread:
+            if net is None:
+                p.error("--misread needs the net kept: give --keep or several nets")
+            print(_misread(net, held_out["val"], args.misread), file=sys.stderr)
     return 0
+
+
+def _misread(net: torch.nn.Module, val: D.ImageData, picture: Path) -> str:
+    """The held-out pen digits `net` misreads (a digit's renderings are consecutive; each digit
+    once, with how many of its renderings it misreads), drawn as it saw them; the confusions in a
+    line."""
+    net.eval()
+    with torch.no_grad():
+        answers = torch.cat([net(D.normalise(val.images[i:i + 1024], val.mean, val.std)).argmax(1)
+                             for i in range(0, len(val), 1024)])
+    tiles, pairs = [], {}
+    for part, (a, b) in val.parts.items():
+        if part == "mnist":
+            continue
+        renders = pens.UNIPEN_RENDERS if part == "unipen" else pens.PENDIGITS_RENDERS
+        wrong = torch.nonzero(answers[a:b] != val.labels[a:b]).flatten() + a
+        for first in range(a, b, renders):
+            missed = [int(i) for i in wrong if first <= i < first + renders]
+            if missed:
+                label, answer = int(val.labels[missed[0]]), int(answers[missed[0]])
+                pairs[label, answer] = pairs.get((label, answer), 0) + len(missed)
+                tiles.append((val.images[missed[0], 0].numpy(),
+                              f"{part[0]} {label}>{answer} {len(missed)}/{renders}"))
+    contact_sheet(tiles, picture)
+    confusions = ", ".join(f"{a}>{b} {n}" for (a, b), n in sorted(pairs.items(),
+                                                                   key=lambda kv: -kv[1]))
+    return f"{len(tiles)} held-out pen digits misread ({picture}): {confusions}"
+
+
+def _as_recorded(val, split, fraction: float, seed: int):
+    """The same held-out images drawn without stroke jitter: the training set loaded again with
+    jitter 0 (renderings cached) and split the same way (same writers, same order)."""
+    plain = datasets.load_dataset("handwriting", "train", download=False)
+    _, plain_val = split(plain, fraction, seed)
+    same = torch.equal(plain_val.labels, val.labels) and torch.equal(plain_val.groups, val.groups)
+    if not same:
+        raise SystemExit("the held-out images as recorded do not match the jittered ones")
+    return plain_val
 
 
 def _site_groups(sites: list[str]) -> list[int]:
@@ -129,6 +203,7 @@ def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: 
                 "renders": args.renders,
                 "unipen_renders": None if args.no_unipen else args.unipen_renders,
                 "per_epoch": args.per_epoch,
+                "jitter": args.jitter,
                 "mnist_only": args.mnist_only,
                 "no_unipen": args.no_unipen,
                 "drop_sites": args.drop_sites,
@@ -136,6 +211,7 @@ def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: 
                 "distill_weight": args.distill_weight if args.teacher else None,
                 "epochs": cfg.epochs,
                 "seed": seed,
+                "split_seed": args.split_seed if args.split_seed is not None else args.seeds[0],
                 "model_kwargs": cfg.model_kwargs,
                 "val_acc": val_acc,
                 "val_parts": parts,

@@ -32,6 +32,22 @@ from core.models import count_parameters  # noqa: E402
 from core.predictor import Predictor  # noqa: E402
 
 
+def _members(runs: list[dict]) -> str:
+    """How an ensemble's members were trained: one recipe and its seeds, or what differs."""
+    if len({r.get("pen_jitter") or 0.0 for r in runs}) == 1:
+        return "one recipe, seeds " + ", ".join(str(r["seed"]) for r in runs)
+    return "one recipe but for the pen jitter: " + ", ".join(
+        f"seed {r['seed']}" + (f" with pen jitter {r['pen_jitter']:g}" if r.get("pen_jitter")
+                               else "") for r in runs)
+
+
+def _jitter_words(runs: list[dict], cfg: dict) -> str:
+    """The recipe's pen jitter, where every member shares one that is not 0."""
+    jitters = {r.get("pen_jitter") or 0.0 for r in runs}
+    return f"pen jitter {cfg['pen_jitter']:g}, " if jitters == {cfg.get("pen_jitter")} and \
+        cfg.get("pen_jitter") else ""
+
+
 def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:
     c, size, _ = predictor.input_shape
     rng = np.random.default_rng(0)
@@ -69,8 +85,8 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
     seconds = [r["train_seconds"] for r in runs]
     train_seconds = " + ".join(f"{t:.0f}" for t in seconds) + " s" if all(seconds) else "-"
     seeds = ", ".join(str(r["seed"]) for r in runs)
-    what = (f"An ensemble of {len(runs)} `{payload['model']}` nets (one recipe, seeds {seeds}; "
-            f"their logits are averaged) trained on {payload['dataset']}." if len(runs) > 1 else
+    what = (f"An ensemble of {len(runs)} `{payload['model']}` nets ({_members(runs)}; their "
+            f"logits are averaged) trained on {payload['dataset']}." if len(runs) > 1 else
             f"`{payload['model']}` trained on {payload['dataset']}.")
     stored = [payload[k] for k in ("quantized", "stored_as") if payload.get(k)]
     lines = [f"# {path.stem}", "", f"{what} {note}".rstrip(), "", "| | |", "|---|---|",
@@ -90,6 +106,7 @@ def write_card(path: Path, data_root: str | None, pen_every: int, note: str) -> 
              f"batch {cfg.get('batch_size')}, momentum {cfg.get('momentum')}, weight decay "
              f"{cfg.get('weight_decay')}, label smoothing {cfg.get('label_smoothing')}, "
              f"augmentation {'on' if cfg.get('augment') else 'off'}, "
+             f"{_jitter_words(runs, cfg)}"
              f"seed{'s' if len(runs) > 1 else ''} {seeds}, model kwargs "
              f"{payload.get('model_kwargs') or '{}'} |", "| libraries | torch "
              f"{payload['versions']['torch']}, torchvision {payload['versions']['torchvision']} |",

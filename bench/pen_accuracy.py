@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import pendigits  # noqa: E402
+from bench.sheets import contact_sheet  # noqa: E402
 from core.predictor import Predictor  # noqa: E402
 from core.preparation import sketch_to_digit  # noqa: E402
 from core.strokes import layout_strokes, render  # noqa: E402
@@ -109,20 +109,10 @@ def misread(rows: list[dict], picture: Path) -> str:
             digits.setdefault(id(d), (d, set()))[1].add(p)
     lines = ["| label -> answer | times (of 4 settings x digits) |", "|---|---:|"]
     lines += [f"| {a} -> {b} | {n} |" for (a, b), n in sorted(pairs.items(), key=lambda kv: -kv[1])]
-    cell, cols = 64, 12
     shown = sorted(digits.values(), key=lambda v: (v[0]["writer"], v[0]["label"]))
-    sheet = Image.new("L", (cols * cell, max(1, -(-len(shown) // cols)) * (cell + 14)), 255)
-    draw = ImageDraw.Draw(sheet)
-    for i, (d, answers) in enumerate(shown):
-        x, y = (i % cols) * cell, (i // cols) * (cell + 14)
-        image = seen(d, "big", 8)
-        if image is not None:
-            tile = Image.fromarray((np.asarray(image).reshape(28, 28) * 255).astype(np.uint8))
-            sheet.paste(tile.resize((cell - 4, cell - 4), Image.NEAREST), (x + 2, y + 2))
-        answer = "/".join("-" if a is None else str(a) for a in sorted(answers, key=str))
-        draw.text((x + 2, y + cell - 1), f"{d['writer']} {d['label']}>{answer}", fill=0)
-    picture.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(picture)
+    contact_sheet([(seen(d, "big", 8), f"{d['writer']} {d['label']}>" + "/".join(
+        "-" if a is None else str(a) for a in sorted(answers, key=str))) for d, answers in shown],
+        picture)
     return "\n".join(lines) + f"\n\n{len(shown)} digits misread in some setting: {picture}"
 
 

@@ -197,11 +197,11 @@ def dequantize_state_dict(state_dict: dict) -> dict:
 
 
 def run_summary(payload: dict) -> dict:
-    """Seed, test accuracy and training time of the run a single-model checkpoint holds (None where
-    unknown)."""
-    metrics = payload.get("metrics", {})
-    return {"seed": payload.get("config", {}).get("seed"), "test_acc": metrics.get("test_acc"),
-            "train_seconds": metrics.get("train_seconds")}
+    """Seed, pen jitter, test accuracy and training time of the run a single-model checkpoint holds
+    (None where unknown)."""
+    metrics, cfg = payload.get("metrics", {}), payload.get("config", {})
+    return {"seed": cfg.get("seed"), "pen_jitter": cfg.get("pen_jitter", 0.0),
+            "test_acc": metrics.get("test_acc"), "train_seconds": metrics.get("train_seconds")}
 
 
 def export_checkpoint(src: str | Path | list[str | Path], dst: str | Path, quantize: bool = False,

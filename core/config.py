@@ -113,6 +113,9 @@ class TrainConfig:
     max_train_images: int = option(0, "train on a seeded subset of this many images",
                                    bounds=(0, 10_000_000), zero="all",
                                    label="Train on at most N images")
+    pen_jitter: float = option(0.0, "pen digits (pendigits, unipen, handwriting): move each stroke "
+                               "of a training rendering on its own, by up to this share of the "
+                               "digit's size", bounds=(0.0, 0.3), zero="as recorded")
     tta_shift: int | None = option(None, "photos: also average views shifted by this many pixels",
                                    bounds=(0, 4), zero="flip only", unset=_RECIPE)
     test: bool = option(True, "evaluate on the test split", flag="")

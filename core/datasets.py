@@ -97,13 +97,14 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None,
                  download: bool = True, image_size: int | None = None, channels: int | None = None,
-                 seed: int = 0, kind: str | None = None) -> ImageData:
+                 seed: int = 0, kind: str | None = None, pen_jitter: float = 0.0) -> ImageData:
     """Load `split` ("train" or "test") of a registered dataset as uint8 tensors.
 
     `root` defaults to `TINYVISION_DATA` (or ./data). Downloadable datasets are fetched there when
     missing; offline, a missing dataset raises `DataError` naming the folder expected. For a folder
     dataset, root is the folder itself, and `kind`, `image_size` and `channels` say how to read its
-    images (None: the kind's defaults, core.kinds; the other datasets ignore them).
+    images (None: the kind's defaults, core.kinds; the other datasets ignore them). `pen_jitter`
+    moves each stroke of a pen digit's training renderings on its own (core.strokes.jittered).
     """
     spec = get_dataset_spec(name)
     if split not in ("train", "test"):
@@ -111,7 +112,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     if kind is not None:
         get_kind(kind)
     root = Path(root).expanduser() if root is not None else default_data_root()
-    args = LoadArgs(root, split == "train", download, image_size, channels, seed, kind)
+    args = LoadArgs(root, split == "train", download, image_size, channels, seed, kind, pen_jitter)
     data = spec.loader(args)
     c = data["images"].shape[1]
     if spec.channels:
@@ -190,7 +191,7 @@ def _pen_parts(a: LoadArgs) -> list[tuple[str, dict, int]]:
     parts = []
     pen = pens.pen_file(a, "train" if a.train else "test")
     if pen is not None:
-        rendered = pens.rendered_pen_file(pen, pens.PENDIGITS_RENDERS)
+        rendered = pens.rendered_pen_file(pen, pens.PENDIGITS_RENDERS, pens.jitter_for(a))
         parts.append(("pendigits", {**rendered, "groups": rendered["writers"]},
                       pens.PENDIGITS_RENDERS))
     unipen = pens.load_unipen(a)

@@ -8,7 +8,8 @@ Two collections, both UNIPEN text (core.unipen), downloaded when missing:
   13 sites, each site's tablet in its own units: every digit is brought into the 500x500 box
   first. Its test split is a fifth of the people, whole, chosen by a hash of their names (the same
   on every machine and for every training seed).
-Each digit is drawn a few times by core.strokes (random size, position and brush) and goes through
+Each digit is drawn a few times by core.strokes (random size, position and brush; for training,
+each stroke moved on its own by the loader's `pen_jitter`) and goes through
 core.preparation.sketch_to_digit; the result is cached, keyed by the files it came from.
 """
 from __future__ import annotations
@@ -35,10 +36,10 @@ from .preparation import sketch_to_digit
 from .strokes import TABLET, random_render
 from .unipen import UnipenError, decompress, parse, parse_labels, read_unipen_1a
 
-__all__ = ["PENDIGITS_URL", "PENDIGITS_RENDERS", "PENDIGITS_TEST_SHARE", "DIGIT_CLASSES",
-           "UNIPEN_RECORD", "UNIPEN_RENDERS", "UNIPEN_TEST_SHARE", "pen_file", "rendered_pen_file",
-           "render_digits", "load_pendigits", "unipen_tree", "rendered_unipen", "load_unipen",
-           "person_of", "in_test_split", "normalised"]
+__all__ = ["PENDIGITS_URL", "PENDIGITS_RENDERS", "PENDIGITS_TEST_SHARE",
+           "DIGIT_CLASSES", "UNIPEN_RECORD", "UNIPEN_RENDERS", "UNIPEN_TEST_SHARE", "pen_file",
+           "rendered_pen_file", "render_digits", "jitter_for", "load_pendigits", "unipen_tree",
+           "rendered_unipen", "load_unipen", "person_of", "in_test_split", "normalised"]
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
 PENDIGITS_URL = ("https://archive.ics.uci.edu/static/public/81/"
@@ -89,42 +90,54 @@ def pen_file(a: LoadArgs, split: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def render_digits(strokes_list: list, renders: int, seed: int) -> np.ndarray:
-    """Render `renders` random drawings of each digit's strokes and prepare them like a sketch:
-    (n*r, 28, 28) uint8."""
+def render_digits(strokes_list: list, renders: int, seed: int, jitter: float = 0.0) -> np.ndarray:
+    """Render `renders` random drawings of each digit's strokes (each stroke moved on its own by
+    `jitter`) and prepare them like a sketch: (n*r, 28, 28) uint8."""
     rng = np.random.default_rng(seed)
     out = np.zeros((len(strokes_list) * renders, 28, 28), np.uint8)
     for i, strokes in enumerate(strokes_list):
         for r in range(renders):
-            digit = sketch_to_digit({"composite": random_render(strokes, rng)})
+            digit = sketch_to_digit({"composite": random_render(strokes, rng, jitter=jitter)})
             if digit is not None:
                 out[i * renders + r] = np.clip(digit * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return out
 
 
-def rendered_pen_file(path: Path, renders: int) -> dict:
+def jitter_for(a: LoadArgs) -> float:
+    """The stroke jitter of a split's renderings: training images vary, test images are drawn as
+    recorded (a held-out writer's figures mean the same with or without it)."""
+    return a.pen_jitter if a.train else 0.0
+
+
+def _jitter_key(jitter: float) -> str:
+    return f":jitter{jitter:g}" if jitter > 0 else ""  # 0: the key renderings always had
+
+
+def rendered_pen_file(path: Path, renders: int, jitter: float = 0.0) -> dict:
     """Every digit of a UNIPEN file drawn `renders` times, as the sketchpad and its preparation
     would make it; cached. Deterministic: the random renderings come from one seeded generator."""
     def build() -> dict:
         digits = parse(path.read_text(errors="replace"))
         # About 2 ms a drawing on one core (threads gain nothing; processes would re-import the
         # app): a minute for the 30 writers' file, once.
-        images = render_digits([d["strokes"] for d in digits], renders, seed=0)
+        images = render_digits([d["strokes"] for d in digits], renders, seed=0, jitter=jitter)
         per_digit = torch.tensor([[d["label"], d["writer"]] for d in digits])
         per_digit = per_digit.repeat_interleave(renders, dim=0)
         return {"images": torch.from_numpy(images).unsqueeze(1), "labels": per_digit[:, 0],
                 "writers": per_digit[:, 1]}
     stat = path.stat()
-    return cached(f"pendigits:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{renders}", build)
+    return cached(f"pendigits:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{renders}"
+                  f"{_jitter_key(jitter)}", build)
 
 
 def load_pendigits(a: LoadArgs) -> dict:
     train_file, test_file = pen_file(a, "train"), pen_file(a, "test")
     if test_file is not None:
-        data = rendered_pen_file(train_file if a.train else test_file, PENDIGITS_RENDERS)
+        data = rendered_pen_file(train_file if a.train else test_file, PENDIGITS_RENDERS,
+                                 jitter_for(a))
         return {"images": data["images"], "labels": data["labels"], "classes": DIGIT_CLASSES,
                 "groups": data["writers"]}
-    data = rendered_pen_file(train_file, PENDIGITS_RENDERS)
+    data = rendered_pen_file(train_file, PENDIGITS_RENDERS, jitter_for(a))
     writers = torch.unique(data["writers"])
     order = torch.randperm(len(writers), generator=torch.Generator().manual_seed(a.seed))
     held_out = writers[order][:max(1, round(len(writers) * PENDIGITS_TEST_SHARE))]
@@ -289,7 +302,7 @@ def unipen_tree(a: LoadArgs) -> Path:
     return tree
 
 
-def rendered_unipen(tree: Path, renders: int) -> dict:
+def rendered_unipen(tree: Path, renders: int, jitter: float = 0.0) -> dict:
     """Every digit of the section drawn `renders` times, with its person, whether it is in the
     test split, and what was skipped; cached, keyed by the tree's files."""
     files = sorted(p for p in tree.rglob("*") if p.is_file())
@@ -301,7 +314,8 @@ def rendered_unipen(tree: Path, renders: int) -> dict:
             raise DataError(f"UNIPEN section 1a cannot be read: {exc}") from None
         people = sorted({person_of(d["writer"]) for d in digits})
         number = {p: i for i, p in enumerate(people)}
-        images = render_digits([normalised(d["strokes"]) for d in digits], renders, seed=0)
+        images = render_digits([normalised(d["strokes"]) for d in digits], renders, seed=0,
+                               jitter=jitter)
         per_digit = torch.tensor([[d["label"], number[person_of(d["writer"])],
                                    in_test_split(person_of(d["writer"]))] for d in digits])
         per_digit = per_digit.repeat_interleave(renders, dim=0)
@@ -312,7 +326,7 @@ def rendered_unipen(tree: Path, renders: int) -> dict:
     for f in files:
         st = f.stat()
         key.update(f"{f.relative_to(tree)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return cached(f"unipen:{key.hexdigest()}:{renders}", build)
+    return cached(f"unipen:{key.hexdigest()}:{renders}{_jitter_key(jitter)}", build)
 
 
 def unipen_summary(data: dict) -> str:
@@ -325,7 +339,7 @@ def unipen_summary(data: dict) -> str:
 
 
 def load_unipen(a: LoadArgs) -> dict:
-    data = rendered_unipen(unipen_tree(a), UNIPEN_RENDERS)
+    data = rendered_unipen(unipen_tree(a), UNIPEN_RENDERS, jitter_for(a))
     keep = ~data["test"] if a.train else data["test"]
     return {"images": data["images"][keep], "labels": data["labels"][keep],
             "classes": DIGIT_CLASSES, "groups": data["people"][keep],

@@ -4,15 +4,16 @@ tests.
 Strokes are lists of (x, y) points in tablet units (a 500x500 box, y pointing up), as pen-digit
 recordings hold them. `layout_strokes` places them on a square canvas (y down) as a person might
 draw them; `render` draws them with a round brush, as the page's canvas does; `random_render` draws
-one random rendering of the kind a visitor's sketch varies in (size, position, brush width), for
-training sets.
+one random rendering of the kind a visitor's sketch varies in (size, position, brush width, and
+with `jitter` where each stroke lies against the others), for training sets.
 """
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["TABLET", "CANVAS", "Strokes", "layout_strokes", "render", "random_render"]
+__all__ = ["TABLET", "CANVAS", "Strokes", "layout_strokes", "render", "random_render",
+           "jittered"]
 
 TABLET = 500  # the recordings' coordinate box; y points up
 CANVAS = 400  # the app's sketch canvas, in image pixels
@@ -69,9 +70,34 @@ def render(strokes: Strokes, canvas: int = CANVAS, brush: float = 12.0, ink=(0, 
     return np.asarray(im)
 
 
-def random_render(strokes: Strokes, rng: np.random.Generator, canvas: int = CANVAS) -> np.ndarray:
+def jittered(strokes: Strokes, rng: np.random.Generator, amount: float) -> list[np.ndarray]:
+    """Each stroke moved, turned and scaled on its own about its centre: by up to `amount` of the
+    digit's size, `amount` x 80 degrees and `amount` of its size. A two-stroke seven's bar, a
+    four's upright or a five's flag then sits a little differently each time, as it does from one
+    hand to the next; a one-stroke digit just moves as a whole (the batch augmentation's warp does
+    that too). Returns point arrays in the strokes' units."""
+    arrays = [np.asarray(s, dtype=float).reshape(-1, 2) for s in strokes]
+    if amount <= 0:
+        return arrays
+    pts = np.concatenate(arrays)
+    size = max(float((pts.max(0) - pts.min(0)).max()), 1.0)
+    out = []
+    for a in arrays:
+        centre = (a.min(0) + a.max(0)) / 2
+        turn = np.deg2rad(rng.uniform(-80, 80) * amount)
+        scale = 1 + rng.uniform(-amount, amount)
+        rot = scale * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+        shift = rng.uniform(-amount, amount, 2) * size
+        out.append((a - centre) @ rot.T + centre + shift)
+    return out
+
+
+def random_render(strokes: Strokes, rng: np.random.Generator, canvas: int = CANVAS,
+                  jitter: float = 0.0) -> np.ndarray:
     """One rendering of tablet strokes as a visitor might draw them: a random height, position and
-    brush width."""
+    brush width; with `jitter` > 0, each stroke also moved on its own (`jittered`)."""
+    if jitter > 0:
+        strokes = jittered(strokes, rng, jitter)
     height = rng.uniform(*HEIGHT_RANGE) * canvas
     margin = height * 0.65  # half the height, plus room for a wide digit and the brush
     centre = tuple(rng.uniform(min(margin, canvas / 2), max(canvas - margin, canvas / 2), 2))

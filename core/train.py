@@ -153,7 +153,8 @@ def build_run(cfg: TrainConfig) -> Run:
 
     def load(split: str) -> D.ImageData:
         data = datasets.load_dataset(cfg.dataset, split, cfg.data_root, cfg.download,
-                                     cfg.image_size, cfg.channels, cfg.seed, cfg.kind)
+                                     cfg.image_size, cfg.channels, cfg.seed, cfg.kind,
+                                     cfg.pen_jitter)
         if source is None:
             return data
         source.check_input(data.input_shape)

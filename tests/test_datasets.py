@@ -19,7 +19,7 @@ from conftest import ROOT
 from core import checkpoint as ckpt
 from core import datasets as DS
 from core import imagedata as D
-from core import kinds, models, pens
+from core import kinds, models, pens, strokes
 from core.augment import AUGMENTATIONS
 from core.downloads import DOWNLOAD_TIMEOUT_S
 from core.imagedata import DataError
@@ -341,6 +341,39 @@ def test_unipen_round_trip_holds_out_whole_people_by_name(tmp_path):
     assert (train.images.flatten(1).amax(1) > 64).all()  # ink in every rendering (thin 1s too)
     assert "100 digits of 9 people (10 writer ids" in train.summary
     assert "10 fewer than 2 points" in train.summary
+
+
+def test_stroke_jitter_moves_each_stroke_on_its_own_and_keeps_its_shape():
+    rng = np.random.default_rng(0)
+    seven = [[(100.0, 400.0), (300.0, 400.0), (150.0, 100.0)], [(120.0, 250.0), (260.0, 250.0)]]
+    assert all(np.array_equal(a, np.array(s)) for a, s in zip(strokes.jittered(seven, rng, 0.0),
+                                                              seven))
+    bars = []
+    for _ in range(50):
+        moved = strokes.jittered(seven, rng, 0.1)
+        for a, s in zip(moved, seven):
+            s = np.array(s)
+            # a stroke is turned, scaled and moved as a whole: its shape stays (distances in
+            # proportion, by at most 10%), and no point goes far (the digit is 300 high)
+            k = np.linalg.norm(a[1:] - a[0], axis=1) / np.linalg.norm(s[1:] - s[0], axis=1)
+            assert np.allclose(k, k[0]) and 0.9 <= k[0] <= 1.1
+            assert np.abs(a - s).max() <= 0.4 * 300
+        bars.append(moved[1].mean(0) - moved[0].mean(0))
+    # the bar lies differently against the rest from one rendering to the next
+    assert np.ptp(np.array(bars), axis=0).min() > 10
+
+
+def test_stroke_jitter_varies_training_renderings_only(tmp_path):
+    synthetic_unipen_1a(tmp_path)
+    plain = {s: DS.load_dataset("unipen", s, root=tmp_path, download=False)
+             for s in ("train", "test")}
+    jit = {s: DS.load_dataset("unipen", s, root=tmp_path, download=False, pen_jitter=0.1)
+           for s in ("train", "test")}
+    # the test people are drawn as recorded: the same images, with or without jitter
+    assert torch.equal(jit["test"].images, plain["test"].images)
+    assert torch.equal(jit["train"].labels, plain["train"].labels)
+    changed = (jit["train"].images != plain["train"].images).flatten(1).any(1)
+    assert changed.float().mean() > 0.5 and (jit["train"].images.flatten(1).amax(1) > 64).all()
 
 
 def test_unipen_digits_are_brought_into_the_tablet_box_whatever_the_sites_units():

@@ -260,3 +260,16 @@ def test_sketch_latency_bench_measures_two_checkouts_side_by_side(capsys):
         cells = row.strip("| ").split(" | ")[1:]
         times = [float(t) for cell in cells for t in cell.split(" / ")]
         assert len(times) == 10 and all(0 < t < 1000 for t in times)
+
+
+def test_the_misread_picture_lists_the_confusions_and_draws_each_digit_once(pen, tmp_path):
+    a, b = pen[0], pen[1]
+    rows = [{"wrong": [(a, 7), (b, None)]}, {"wrong": [(a, 7)]}, {"wrong": [(a, 2)]}]
+    text = pen_accuracy.misread(rows, tmp_path / "misread.png")
+    assert f"| {a['label']} -> 7 | 2 |" in text and f"| {a['label']} -> 2 | 1 |" in text
+    assert "2 digits misread in some setting" in text
+    sheet = np.asarray(Image.open(tmp_path / "misread.png"))
+    # one row of 12 cells; both digits drawn (ink in their cells), the rest blank
+    assert sheet.shape == (78, 12 * 64)
+    assert (sheet[2:62, 2:62] < 128).any() and (sheet[2:62, 66:126] < 128).any()
+    assert (sheet[:62, 130:] == 255).all()
