@@ -11,18 +11,20 @@ people), whole, are held out, so the validation figures say how the mix reads pe
 learnt from. The evaluation writers (TINYVISION_PEN_DIGITS), MNIST test and UNIPEN's test people
 are not used. `--renders` / `--unipen-renders` random renderings of each pendigits / UNIPEN digit
 are made (cached), of which each epoch trains on `--per-epoch`, drawn afresh (0: all);
-`--jitter` moves each stroke of a training rendering on its own (core.strokes.jittered; the held-out
-writers are still scored on renderings as recorded, the same images as without it);
+`--jitter` moves each stroke of a training rendering on its own (core.train --pen-jitter; the
+held-out writers are still scored on their strokes unmoved, the same images as without it);
 `--mnist-only` leaves the pen digits out of training, `--no-unipen` the UNIPEN ones (both still
-scored on the held-out writers, the same split). `--teacher CHECKPOINT` also learns
-that net's answers (core.distill); it must not have seen the held-out digits. `--seeds 0 1`
-trains one net per seed on the first seed's split (`--split-seed` another) and also scores their
-average (the logits averaged, as a shipped ensemble answers: `python -m core.checkpoint A B --out
-F`); `--keep DIR` keeps each net as DIR/seed<N>.pt, and `--average-with FILES` adds nets kept by
-earlier runs on the same split to the average (`--seeds` with no seed: that average alone, nothing
-trained). `--misread PNG` draws the held-out pen digits the last net (or the average) misreads.
-Prints one JSON line per net
-(and one for the average): validation accuracy per part and per held-out writer, train time.
+scored on the held-out writers, the same split). `--teacher CHECKPOINT` also learns that net's
+answers (core.distill); it must not have seen the held-out digits.
+
+Every net holds out the same writers and MNIST digits, those of `--split-seed` (default 0), whatever
+its own seed. `--seeds 0 1` trains one net per seed and also scores their average (the logits
+averaged, as a shipped ensemble answers: `python -m core.checkpoint A B --out F`); `--keep DIR`
+keeps each net as DIR/seed<N>.pt, and `--average-with FILES` adds nets kept by earlier runs (of the
+same split seed) to the average; `--seeds` with no seed trains nothing and scores those nets.
+`--misread PNG` draws the held-out pen digits the last net (or the average) misreads. Prints one
+JSON line per net (and one for the average): validation accuracy per part and per held-out writer,
+train time.
 """
 from __future__ import annotations
 
@@ -65,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="digitnet")
     p.add_argument("--epochs", type=int, default=None,
                    help="default: 12 for digitnet, else the model's recipe")
-    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="one net per seed, all on the "
-                   "first seed's split; with several, their average is scored too")
-    p.add_argument("--split-seed", type=int, default=None,
-                   help="the seed of the held-out split (default: the first of --seeds)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="one net per seed, all on "
+                   "--split-seed's split; with several, their average is scored too; none: only "
+                   "score the --average-with nets")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="the seed of the held-out split, the same for every net")
     p.add_argument("--keep", default=None, metavar="DIR", help="keep each net as DIR/seed<N>.pt")
     p.add_argument("--average-with", nargs="+", default=[], metavar="CHECKPOINT",
                    help="nets kept by earlier runs on the same split, averaged with this run's")
@@ -87,16 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     digitnet = args.model == "digitnet"
     epochs = args.epochs or (12 if digitnet else models.default_recipe(args.model,
                                                                        "sketch")["epochs"])
-    split_seed = args.split_seed if args.split_seed is not None else (args.seeds or [0])[0]
+    split_seed = args.split_seed
     split = D.split_train_val
     held_out = {}  # the validation set the trainings use, kept to score the nets' average on
 
     def held_out_split(data, fraction, seed):
-        # Every net holds out the same writers and MNIST digits (the first seed's), so their average
-        # can be scored.
+        # Every net holds out the same writers and MNIST digits (--split-seed's), so their average
+        # can be scored. With jitter, core.train splits the set drawn without it too and scores
+        # that validation side: the last split is the one scored.
         tr, held_out["val"] = split(data, fraction, split_seed)
-        if args.jitter > 0:
-            held_out["val"] = _as_recorded(held_out["val"], split, fraction, split_seed)
         # --mnist-only / --no-unipen: the same split, then pen digits taken out of the training
         # side only.
         if args.mnist_only:
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         files = []
         for seed in args.seeds:
-            out = str(folder / f"seed{seed}.pt") if averaged or args.keep else None
+            out = str(folder / f"seed{seed}.pt") if averaged or args.keep or args.misread else None
             cfg = replace(cfg, eval_every=epochs, seed=seed, teacher=args.teacher,
                           distill_weight=args.distill_weight, out=out)
             last = None
@@ -137,21 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         files += args.average_with
         nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files if f]
         net = models.Ensemble(nets) if len(nets) > 1 else nets[-1] if nets else None
-        if averaged:
+        if averaged or not args.seeds:
             r = evaluate_model(net, held_out["val"])
             _report(args, cfg, args.seeds + args.average_with, r["acc"], r["parts"], r["groups"],
                     None)
         if args.misread:
-            if net is None:
-                p.error("--misread needs the net kept: give --keep or several nets")
             print(_misread(net, held_out["val"], args.misread), file=sys.stderr)
     return 0
 
 
 def _misread(net: torch.nn.Module, val: D.ImageData, picture: Path) -> str:
-    """The held-out pen digits `net` misreads (a digit's renderings are consecutive; each digit
-    once, with how many of its renderings it misreads), drawn as it saw them; the confusions in a
-    line."""
+    """The held-out pen digits `net` misreads, drawn as it saw them (a digit's renderings are
+    consecutive: each digit once, with how many of its renderings it misreads), and the
+    confusions in a line, each misread rendering counted."""
     net.eval()
     with torch.no_grad():
         answers = torch.cat([net(D.normalise(val.images[i:i + 1024], val.mean, val.std)).argmax(1)
@@ -164,26 +164,17 @@ def _misread(net: torch.nn.Module, val: D.ImageData, picture: Path) -> str:
         wrong = torch.nonzero(answers[a:b] != val.labels[a:b]).flatten() + a
         for first in range(a, b, renders):
             missed = [int(i) for i in wrong if first <= i < first + renders]
+            for i in missed:
+                pair = int(val.labels[i]), int(answers[i])
+                pairs[pair] = pairs.get(pair, 0) + 1
             if missed:
                 label, answer = int(val.labels[missed[0]]), int(answers[missed[0]])
-                pairs[label, answer] = pairs.get((label, answer), 0) + len(missed)
                 tiles.append((val.images[missed[0], 0].numpy(),
                               f"{part[0]} {label}>{answer} {len(missed)}/{renders}"))
     contact_sheet(tiles, picture)
     confusions = ", ".join(f"{a}>{b} {n}" for (a, b), n in sorted(pairs.items(),
                                                                    key=lambda kv: -kv[1]))
     return f"{len(tiles)} held-out pen digits misread ({picture}): {confusions}"
-
-
-def _as_recorded(val, split, fraction: float, seed: int):
-    """The same held-out images drawn without stroke jitter: the training set loaded again with
-    jitter 0 (renderings cached) and split the same way (same writers, same order)."""
-    plain = datasets.load_dataset("handwriting", "train", download=False)
-    _, plain_val = split(plain, fraction, seed)
-    same = torch.equal(plain_val.labels, val.labels) and torch.equal(plain_val.groups, val.groups)
-    if not same:
-        raise SystemExit("the held-out images as recorded do not match the jittered ones")
-    return plain_val
 
 
 def _site_groups(sites: list[str]) -> list[int]:
@@ -203,7 +194,7 @@ def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: 
                 "renders": args.renders,
                 "unipen_renders": None if args.no_unipen else args.unipen_renders,
                 "per_epoch": args.per_epoch,
-                "jitter": args.jitter,
+                "jitter": None if isinstance(seed, list) else args.jitter,  # average: its nets'
                 "mnist_only": args.mnist_only,
                 "no_unipen": args.no_unipen,
                 "drop_sites": args.drop_sites,
@@ -211,7 +202,7 @@ def _report(args, cfg: TrainConfig, seed, val_acc: float, parts: dict, writers: 
                 "distill_weight": args.distill_weight if args.teacher else None,
                 "epochs": cfg.epochs,
                 "seed": seed,
-                "split_seed": args.split_seed if args.split_seed is not None else args.seeds[0],
+                "split_seed": args.split_seed,
                 "model_kwargs": cfg.model_kwargs,
                 "val_acc": val_acc,
                 "val_parts": parts,

@@ -27,6 +27,7 @@ __all__ = ["TrainConfig", "Option", "option", "option_of", "OPTIMIZERS", "SCHEDU
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "none")
+PEN_JITTERS = (0.0, 0.05, 0.1, 0.15, 0.2)
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,10 @@ class TrainConfig:
     max_train_images: int = option(0, "train on a seeded subset of this many images",
                                    bounds=(0, 10_000_000), zero="all",
                                    label="Train on at most N images")
-    pen_jitter: float = option(0.0, "pen digits (pendigits, unipen, handwriting): move each stroke "
-                               "of a training rendering on its own, by up to this share of the "
-                               "digit's size", bounds=(0.0, 0.3), zero="as recorded")
+    pen_jitter: float = option(0.0, "pen-stroke datasets: move each stroke of a training rendering "
+                               "on its own, by up to this share of the digit's size (each value "
+                               "renders the training set once more, so a few are offered)",
+                               choices=PEN_JITTERS, zero="strokes unmoved")
     tta_shift: int | None = option(None, "photos: also average views shifted by this many pixels",
                                    bounds=(0, 4), zero="flip only", unset=_RECIPE)
     test: bool = option(True, "evaluate on the test split", flag="")

@@ -25,8 +25,8 @@ from .imagedata import DataError, ImageData, LoadArgs, cached, default_data_root
 from .kinds import NAMES, by_channels, get_kind
 from .pens import DIGIT_CLASSES, PENDIGITS_TEST_SHARE, PENDIGITS_URL, UNIPEN_DOI, load_pendigits
 
-__all__ = ["DatasetSpec", "register", "list_datasets", "get_dataset_spec", "load_dataset",
-           "checkpoint_kind", "CIFAR10_CLASSES", "FASHION_CLASSES", "DIGIT_CLASSES"]
+__all__ = ["DatasetSpec", "register", "list_datasets", "pen_stroke_datasets", "get_dataset_spec",
+           "load_dataset", "checkpoint_kind", "CIFAR10_CLASSES", "FASHION_CLASSES", "DIGIT_CLASSES"]
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck"]
@@ -54,6 +54,7 @@ class DatasetSpec:
     tta_flip: bool | None = None  # None: the kind's (core.kinds)
     folder: bool = False  # the data root is the dataset's own folder, given by the user
     notes: str = ""  # what a user should know: renders, splits
+    pen_strokes: bool = False  # its images are drawn from pen strokes (--pen-jitter applies)
 
     def kind_for(self, channels: int | None = None) -> str:
         """The input kind of this dataset's images (for an image folder, of `channels`-channel
@@ -85,6 +86,11 @@ def register(spec: DatasetSpec) -> None:
 
 def list_datasets() -> list[str]:
     return list(_REGISTRY)
+
+
+def pen_stroke_datasets() -> list[str]:
+    """The datasets drawn from pen strokes (where --pen-jitter applies)."""
+    return [name for name, spec in _REGISTRY.items() if spec.pen_strokes]
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
@@ -256,20 +262,20 @@ register(DatasetSpec(
     MNIST_MEAN, MNIST_STD, _PEN_SOURCE, "CC BY 4.0",
     notes=f"7,494 training digits by 30 writers; {_PEN_RENDERS}. Test: pendigits-orig.tes when "
           f"present, else {PENDIGITS_TEST_SHARE:.0%} of the training file's writers (6 of 30), "
-          "whole, chosen by the seed"))
+          "whole, chosen by the seed", pen_strokes=True))
 register(DatasetSpec(
     "unipen", "UNIPEN digits (121 writers)", pens.load_unipen, "sketch", 1, 28,
     tuple(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD, _UNIPEN_SOURCE, "CC BY 4.0",
     notes=f"13,376 isolated digits of 111 people (121 writer ids) at 13 sites, each digit brought "
           f"into one box ({_PEN_RENDERS}). Test: a fifth of the people, whole, by a hash of their "
-          "names"))
+          "names", pen_strokes=True))
 register(DatasetSpec(
     "handwriting", "Handwriting (MNIST + pen digits + UNIPEN)", _load_handwriting, "sketch", 1,
     28, tuple(DIGIT_CLASSES), MNIST_MEAN, MNIST_STD,
     f"MNIST, {_PEN_SOURCE} and {_UNIPEN_SOURCE}", "CC BY-SA 3.0 and CC BY 4.0",
     notes=f"MNIST train + all pen digits of the training file + UNIPEN's training people "
           f"({_PEN_RENDERS}). Test: MNIST test, UNIPEN's test people and the pen-digit test file "
-          "when present (each scored apart too)"))
+          "when present (each scored apart too)", pen_strokes=True))
 register(DatasetSpec(
     "imagefolder", "Image folder", load_imagefolder, None, None, None, None, (0.5,), (0.25,),
     "a local folder: DIR/train/<class>/*, DIR/test/<class>/*, or DIR/<class>/* (split 80/20 by "

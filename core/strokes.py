@@ -74,8 +74,8 @@ def jittered(strokes: Strokes, rng: np.random.Generator, amount: float) -> list[
     """Each stroke moved, turned and scaled on its own about its centre: by up to `amount` of the
     digit's size, `amount` x 80 degrees and `amount` of its size. A two-stroke seven's bar, a
     four's upright or a five's flag then sits a little differently each time, as it does from one
-    hand to the next; a one-stroke digit just moves as a whole (the batch augmentation's warp does
-    that too). Returns point arrays in the strokes' units."""
+    hand to the next; a one-stroke digit is moved, turned and scaled as a whole (as the batch
+    augmentation's warp does). Returns point arrays in the strokes' units."""
     arrays = [np.asarray(s, dtype=float).reshape(-1, 2) for s in strokes]
     if amount <= 0:
         return arrays

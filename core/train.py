@@ -134,6 +134,15 @@ class EpochResult:
     lr: float
 
 
+def _as_drawn(val: D.ImageData, plain: D.ImageData) -> D.ImageData:
+    """The held-out images of a run with pen jitter, taken from the same split of the training set
+    drawn without it: held-out writers are scored on strokes as they wrote them, the same images
+    as in a run without jitter."""
+    if not (torch.equal(val.labels, plain.labels) and torch.equal(val.groups, plain.groups)):
+        raise RuntimeError("the held-out images drawn without jitter do not match the split")
+    return plain
+
+
 def build_run(cfg: TrainConfig) -> Run:
     """Load the data, resolve the config against the model's recipe for its kind, build model and
     optimizer."""
@@ -151,10 +160,13 @@ def build_run(cfg: TrainConfig) -> Run:
         cfg = replace(cfg, model_kwargs=source.model_kwargs, image_size=cfg.image_size or size,
                       channels=cfg.channels or (None if cfg.kind else c))
 
-    def load(split: str) -> D.ImageData:
+    if cfg.pen_jitter and not datasets.get_dataset_spec(cfg.dataset).pen_strokes:
+        raise ValueError(f"--pen-jitter moves pen strokes: {cfg.dataset} has none (use it with "
+                         f"{', '.join(datasets.pen_stroke_datasets())})")
+
+    def load(split: str, jitter: float = cfg.pen_jitter) -> D.ImageData:
         data = datasets.load_dataset(cfg.dataset, split, cfg.data_root, cfg.download,
-                                     cfg.image_size, cfg.channels, cfg.seed, cfg.kind,
-                                     cfg.pen_jitter)
+                                     cfg.image_size, cfg.channels, cfg.seed, cfg.kind, jitter)
         if source is None:
             return data
         source.check_input(data.input_shape)
@@ -164,6 +176,9 @@ def build_run(cfg: TrainConfig) -> Run:
     train_full = load("train")
     cfg = resolve_config(cfg, train_full.kind)
     train_set, val_set = D.split_train_val(train_full, cfg.val_split, cfg.seed)
+    if val_set is not None and cfg.pen_jitter:
+        val_set = _as_drawn(val_set, D.split_train_val(load("train", 0.0), cfg.val_split,
+                                                       cfg.seed)[1])
     if 0 < cfg.max_train_images < len(train_set):
         keep = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed + 1))
         train_set = train_set.subset(keep[:cfg.max_train_images])

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from unipen_sample import UNIPEN_1A_TEST, UNIPEN_1A_WRITERS, synthetic_unipen, synthetic_unipen_1a
 
+from bench import handwriting_mix
 from conftest import ROOT
 from core import checkpoint as ckpt
 from core import datasets as DS
@@ -29,6 +30,7 @@ from core.predictor import Predictor
 from core.preparation import InputError
 from core.services.answers import Answers
 from core.services.shelf import Shelf, tab_of
+from core.train import TrainConfig, build_run
 from core.unipen import UnipenError, decompress, parse
 
 SAMPLE_Z = ROOT / "tests" / "fixtures" / "unipen-sample.tra.Z"
@@ -374,6 +376,35 @@ def test_stroke_jitter_varies_training_renderings_only(tmp_path):
     assert torch.equal(jit["train"].labels, plain["train"].labels)
     changed = (jit["train"].images != plain["train"].images).flatten(1).any(1)
     assert changed.float().mean() > 0.5 and (jit["train"].images.flatten(1).amax(1) > 64).all()
+
+
+def test_a_run_with_pen_jitter_is_validated_on_the_strokes_unmoved(tmp_path):
+    root = str(_idx_root(_pen_root(tmp_path), "MNIST"))
+    cfg = {"dataset": "handwriting", "data_root": root, "download": False, "val_split": 0.2,
+           "test": False, "epochs": 1, "device": "cpu"}
+    plain, jittered = build_run(TrainConfig(**cfg)), build_run(TrainConfig(**cfg, pen_jitter=0.1))
+    # the same held-out writers, drawn as they wrote; only the training images move
+    assert torch.equal(jittered.val_set.images.cpu(), plain.val_set.images.cpu())
+    assert not torch.equal(jittered.train_set.images.cpu(), plain.train_set.images.cpu())
+    with pytest.raises(ValueError, match="mnist has none"):
+        build_run(TrainConfig(dataset="mnist", data_root=root, download=False, pen_jitter=0.1))
+
+
+def test_the_mix_bench_draws_each_misread_pen_digit_once_and_counts_every_rendering(tmp_path):
+    data = DS.load_dataset("handwriting", "train", root=_idx_root(_pen_root(tmp_path), "MNIST"),
+                           download=False)
+
+    class Zero(torch.nn.Module):  # answers 0 to everything
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10).float()
+
+    text = handwriting_mix._misread(Zero(), data, tmp_path / "misread.png")
+    pen = data.labels[data.parts["pendigits"][0]:]
+    digits = int((pen[::4] != 0).sum())  # 4 renderings of each, consecutive
+    assert text.startswith(f"{digits} held-out pen digits misread")
+    # every misread rendering counted: the ones read as 0
+    assert f"1>0 {int((pen == 1).sum())}" in text
+    assert Image.open(tmp_path / "misread.png").size[0] == 12 * 64
 
 
 def test_unipen_digits_are_brought_into_the_tablet_box_whatever_the_sites_units():

@@ -29,7 +29,7 @@ RECIPE_FIELDS = ("epochs", "batch_size", "lr", "optimizer", "augment")
 # The recipe details the form does not show: they travel with a resumed run, so it replays exactly.
 # (Its architecture settings are the weights' own, never the stored config's: see resume_config.)
 KEPT_ON_RESUME = ("schedule", "weight_decay", "label_smoothing", "momentum", "nesterov", "seed",
-                  "eval_every", "tta_shift")
+                  "eval_every", "tta_shift", "pen_jitter")
 
 
 def dataset_kind(dataset: str) -> str:
