@@ -139,23 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         files += args.average_with
         nets = [ckpt.build_from_checkpoint(ckpt.load_checkpoint(f)) for f in files if f]
         net = models.Ensemble(nets) if len(nets) > 1 else nets[-1] if nets else None
-        if averaged or not args.seeds:
+        if averaged or not args.seeds or args.misread:
             r = evaluate_model(net, held_out["val"])
+        if averaged or not args.seeds:
             _report(args, cfg, args.seeds + args.average_with, r["acc"], r["parts"], r["groups"],
                     None)
         if args.misread:
-            print(_misread(net, held_out["val"], args.misread), file=sys.stderr)
+            print(_misread(r["predictions"], held_out["val"], args.misread), file=sys.stderr)
     return 0
 
 
-def _misread(net: torch.nn.Module, val: D.ImageData, picture: Path) -> str:
-    """The held-out pen digits `net` misreads, drawn as it saw them (a digit's renderings are
-    consecutive: each digit once, with how many of its renderings it misreads), and the
-    confusions in a line, each misread rendering counted."""
-    net.eval()
-    with torch.no_grad():
-        answers = torch.cat([net(D.normalise(val.images[i:i + 1024], val.mean, val.std)).argmax(1)
-                             for i in range(0, len(val), 1024)])
+def _misread(answers: torch.Tensor, val: D.ImageData, picture: Path) -> str:
+    """The held-out pen digits a net misreads (`answers`: its class for each image), drawn as it
+    saw them (a digit's renderings are consecutive: each digit once, with how many of its
+    renderings it misreads), and the confusions in a line, each misread rendering counted."""
     tiles, pairs = [], {}
     for part, (a, b) in val.parts.items():
         if part == "mnist":

@@ -25,10 +25,10 @@ SAMPLE_COUNT = 24
 def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str = "cpu",
                    batch_size: int = 512, amp_dtype: torch.dtype | None = None,
                    tta_flip: bool = False, tta_shift: int = 0) -> dict:
-    """Loss, accuracy, per-class accuracy, confusion matrix and a fixed sample of predictions on
-    `data` (with its uint8 images, so a caller can draw them without loading the data again); for a
-    set of several parts (`data.parts`) also each part's accuracy, and for images with groups
-    (`data.groups`) each group's."""
+    """Loss, accuracy, per-class accuracy, confusion matrix, every image's predicted class and a
+    fixed sample of predictions on `data` (with its uint8 images, so a caller can draw them without
+    loading the data again); for a set of several parts (`data.parts`) also each part's accuracy,
+    and for images with groups (`data.groups`) each group's."""
     was_training = model.training
     model.eval()
     device = torch.device(device)
@@ -63,7 +63,7 @@ def evaluate_model(model: nn.Module, data: ImageData, device: torch.device | str
                "images": data.images[sample.to(data.images.device)].cpu()}
     return {"loss": loss_sum / len(data), "acc": confusion.diag().sum().item() / len(data),
             "per_class": per_class, "parts": parts, "groups": groups,
-            "confusion": confusion.tolist(), "samples": samples}
+            "confusion": confusion.tolist(), "samples": samples, "predictions": pred}
 
 
 def checkpoint_data(payload: dict, split: str, root: str | None = None,

@@ -23,6 +23,7 @@ from core import imagedata as D
 from core import kinds, models, pens, strokes
 from core.augment import AUGMENTATIONS
 from core.downloads import DOWNLOAD_TIMEOUT_S
+from core.evaluate import evaluate_model
 from core.imagedata import DataError
 from core.kinds import DIGITS, PHOTOS
 from core.kinds import NAMES as INPUT_KINDS
@@ -398,7 +399,10 @@ def test_the_mix_bench_draws_each_misread_pen_digit_once_and_counts_every_render
         def forward(self, x):
             return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 10).float()
 
-    text = handwriting_mix._misread(Zero(), data, tmp_path / "misread.png")
+    scored = evaluate_model(Zero(), data)  # what the bench scores, then draws
+    assert torch.equal(scored["predictions"], torch.zeros(len(data), dtype=torch.long))
+    assert scored["acc"] == pytest.approx((data.labels == 0).float().mean().item())
+    text = handwriting_mix._misread(scored["predictions"], data, tmp_path / "misread.png")
     pen = data.labels[data.parts["pendigits"][0]:]
     digits = int((pen[::4] != 0).sum())  # 4 renderings of each, consecutive
     assert text.startswith(f"{digits} held-out pen digits misread")
