@@ -159,15 +159,16 @@ def _misread(answers: torch.Tensor, val: D.ImageData, picture: Path) -> str:
             continue
         renders = pens.UNIPEN_RENDERS if part == "unipen" else pens.PENDIGITS_RENDERS
         wrong = torch.nonzero(answers[a:b] != val.labels[a:b]).flatten() + a
-        for first in range(a, b, renders):
-            missed = [int(i) for i in wrong if first <= i < first + renders]
+        by_digit: dict[int, list[int]] = {}
+        for i in wrong.tolist():
+            by_digit.setdefault((i - a) // renders, []).append(i)
+        for _, missed in sorted(by_digit.items()):
             for i in missed:
                 pair = int(val.labels[i]), int(answers[i])
                 pairs[pair] = pairs.get(pair, 0) + 1
-            if missed:
-                label, answer = int(val.labels[missed[0]]), int(answers[missed[0]])
-                tiles.append((val.images[missed[0], 0].numpy(),
-                              f"{part[0]} {label}>{answer} {len(missed)}/{renders}"))
+            label, answer = int(val.labels[missed[0]]), int(answers[missed[0]])
+            tiles.append((val.images[missed[0], 0].numpy(),
+                          f"{part[0]} {label}>{answer} {len(missed)}/{renders}"))
     contact_sheet(tiles, picture)
     confusions = ", ".join(f"{a}>{b} {n}" for (a, b), n in sorted(pairs.items(),
                                                                    key=lambda kv: -kv[1]))

@@ -32,9 +32,14 @@ from core.models import count_parameters  # noqa: E402
 from core.predictor import Predictor  # noqa: E402
 
 
+def _jitters(runs: list[dict]) -> set[float]:
+    """The pen jitters the members were trained with."""
+    return {r.get("pen_jitter") or 0.0 for r in runs}
+
+
 def _members(runs: list[dict]) -> str:
     """How an ensemble's members were trained: one recipe and its seeds, or what differs."""
-    if len({r.get("pen_jitter") or 0.0 for r in runs}) == 1:
+    if len(_jitters(runs)) == 1:
         return "one recipe, seeds " + ", ".join(str(r["seed"]) for r in runs)
     return "one recipe but for the pen jitter: " + ", ".join(
         f"seed {r['seed']}" + (f" with pen jitter {r['pen_jitter']:g}" if r.get("pen_jitter")
@@ -43,9 +48,8 @@ def _members(runs: list[dict]) -> str:
 
 def _jitter_words(runs: list[dict], cfg: dict) -> str:
     """The recipe's pen jitter, where every member shares one that is not 0."""
-    jitters = {r.get("pen_jitter") or 0.0 for r in runs}
-    return f"pen jitter {cfg['pen_jitter']:g}, " if jitters == {cfg.get("pen_jitter")} and \
-        cfg.get("pen_jitter") else ""
+    shared = cfg.get("pen_jitter")
+    return f"pen jitter {shared:g}, " if shared and _jitters(runs) == {shared} else ""
 
 
 def latency_ms(predictor: Predictor, n: int = 200) -> tuple[float, float]:

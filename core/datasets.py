@@ -118,7 +118,9 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     if kind is not None:
         get_kind(kind)
     root = Path(root).expanduser() if root is not None else default_data_root()
-    args = LoadArgs(root, split == "train", download, image_size, channels, seed, kind, pen_jitter)
+    # Only training images are jittered: test images keep the strokes as written.
+    args = LoadArgs(root, split == "train", download, image_size, channels, seed, kind,
+                    pen_jitter if split == "train" else 0.0)
     data = spec.loader(args)
     c = data["images"].shape[1]
     if spec.channels:
@@ -197,7 +199,7 @@ def _pen_parts(a: LoadArgs) -> list[tuple[str, dict, int]]:
     parts = []
     pen = pens.pen_file(a, "train" if a.train else "test")
     if pen is not None:
-        rendered = pens.rendered_pen_file(pen, pens.PENDIGITS_RENDERS, pens.jitter_for(a))
+        rendered = pens.rendered_pen_file(pen, pens.PENDIGITS_RENDERS, a.pen_jitter)
         parts.append(("pendigits", {**rendered, "groups": rendered["writers"]},
                       pens.PENDIGITS_RENDERS))
     unipen = pens.load_unipen(a)

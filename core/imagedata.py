@@ -34,7 +34,7 @@ class LoadArgs:
     channels: int | None
     seed: int
     kind: str | None = None  # folder datasets: None for the folder's record, else by channels
-    pen_jitter: float = 0.0  # pen digits: how far each stroke of a training rendering moves
+    pen_jitter: float = 0.0  # pen digits: how far each stroke moves (0 for test splits)
 
 
 @dataclass

@@ -38,7 +38,7 @@ from .unipen import UnipenError, decompress, parse, parse_labels, read_unipen_1a
 
 __all__ = ["PENDIGITS_URL", "PENDIGITS_RENDERS", "PENDIGITS_TEST_SHARE",
            "DIGIT_CLASSES", "UNIPEN_RECORD", "UNIPEN_RENDERS", "UNIPEN_TEST_SHARE", "pen_file",
-           "rendered_pen_file", "render_digits", "jitter_for", "load_pendigits", "unipen_tree",
+           "rendered_pen_file", "render_digits", "load_pendigits", "unipen_tree",
            "rendered_unipen", "load_unipen", "person_of", "in_test_split", "normalised"]
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -103,12 +103,6 @@ def render_digits(strokes_list: list, renders: int, seed: int, jitter: float = 0
     return out
 
 
-def jitter_for(a: LoadArgs) -> float:
-    """The stroke jitter of a split's renderings: training images vary, test images are drawn as
-    recorded (a held-out writer's figures mean the same with or without it)."""
-    return a.pen_jitter if a.train else 0.0
-
-
 def _jitter_key(jitter: float) -> str:
     return f":jitter{jitter:g}" if jitter > 0 else ""  # 0: the key renderings always had
 
@@ -134,10 +128,10 @@ def load_pendigits(a: LoadArgs) -> dict:
     train_file, test_file = pen_file(a, "train"), pen_file(a, "test")
     if test_file is not None:
         data = rendered_pen_file(train_file if a.train else test_file, PENDIGITS_RENDERS,
-                                 jitter_for(a))
+                                 a.pen_jitter)
         return {"images": data["images"], "labels": data["labels"], "classes": DIGIT_CLASSES,
                 "groups": data["writers"]}
-    data = rendered_pen_file(train_file, PENDIGITS_RENDERS, jitter_for(a))
+    data = rendered_pen_file(train_file, PENDIGITS_RENDERS, a.pen_jitter)
     writers = torch.unique(data["writers"])
     order = torch.randperm(len(writers), generator=torch.Generator().manual_seed(a.seed))
     held_out = writers[order][:max(1, round(len(writers) * PENDIGITS_TEST_SHARE))]
@@ -339,7 +333,7 @@ def unipen_summary(data: dict) -> str:
 
 
 def load_unipen(a: LoadArgs) -> dict:
-    data = rendered_unipen(unipen_tree(a), UNIPEN_RENDERS, jitter_for(a))
+    data = rendered_unipen(unipen_tree(a), UNIPEN_RENDERS, a.pen_jitter)
     keep = ~data["test"] if a.train else data["test"]
     return {"images": data["images"][keep], "labels": data["labels"][keep],
             "classes": DIGIT_CLASSES, "groups": data["people"][keep],

@@ -75,15 +75,6 @@ class RunFolders:
 
     # -- what a session has ----------------------------------------------------------------------
 
-    def owns(self, session: str, path: str | Path | None) -> bool:
-        """Whether `path` is a file or folder inside one of `session`'s run folders."""
-        if not path:
-            return False
-        target = Path(path).resolve()
-        with self._lock:
-            return any(r.session == session and target.is_relative_to(r.path.resolve())
-                       for r in self._runs.values())
-
     def touch(self, session: str) -> None:
         """Note that a session is still there (its newest run stays kept for it)."""
         with self._lock:
@@ -138,9 +129,6 @@ class RunFolders:
             if p.is_dir() and p not in self._runs:
                 self._runs[p] = _Run(p, "", p.stat().st_mtime)
 
-    def _total(self) -> int:
-        return sum(folder_bytes(p) for p in self._runs)
-
     def _remove(self, runs: list[_Run]) -> None:
         for r in runs:
             if r.path not in self._active:
@@ -154,14 +142,14 @@ class RunFolders:
         mine = sorted((r for r in self._runs.values() if r.session == session),
                       key=lambda r: r.made)
         self._remove(mine[:max(0, len(mine) - (self.runs_per_session - 1))])
-        sizes = {r.path: folder_bytes(r.path) for r in mine if r.path in self._runs}
-        mine = [r for r in mine if r.path in sizes]
+        sizes = {p: folder_bytes(p) for p in self._runs}  # each folder walked once
+        mine = [r for r in mine if r.path in self._runs]
         while mine and sum(sizes[r.path] for r in mine) >= self.session_max_bytes:
             self._remove(mine[:1])
             if mine[0].path in self._runs:  # in use
                 break
             mine = mine[1:]
-        total = self._total()
+        total = sum(sizes[p] for p in self._runs)
         if total < self.total_max_bytes:
             return total
         now = time.time()
@@ -177,7 +165,6 @@ class RunFolders:
                 break
             if r.path in self._active:
                 continue
-            size = folder_bytes(r.path)
             self._remove([r])
-            total -= size
+            total -= sizes[r.path]
         return total

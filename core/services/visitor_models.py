@@ -47,6 +47,11 @@ def model_bytes(predictor: Predictor) -> int:
                for t in [*net.parameters(), *net.buffers()])
 
 
+def _held(own: dict | None, path: str | Path) -> Predictor | None:
+    """The session's model read from the file at `path`, if it holds one."""
+    return next((p for p in (own or {}).values() if str(p.path) == str(path)), None)
+
+
 def offer(predictor: Predictor, own: dict | None,
           max_bytes: int = SESSION_MODELS_BYTES) -> tuple[dict, str, str, str]:
     """Add a model to one session's own models (once per file, the oldest dropped beyond
@@ -109,8 +114,7 @@ class VisitorModels:
         if not Path(path).is_file():
             raise InputError(RUN_GONE)
         self.folders.touch(session)
-        known = next((p for p in (own or {}).values() if str(p.path) == str(path)), None)
-        return offer(known or self.load(path), own)
+        return offer(_held(own, path) or self.load(path), own)
 
     def adopt(self, path: str | None, own: dict | None,
               session: str = "") -> tuple[dict, str, str, dict, str]:
@@ -124,7 +128,7 @@ class VisitorModels:
         with self._lock:
             copy = self._copies.get((session, digest))
         known = copy is not None and copy.is_file()
-        predictor = next((p for p in (own or {}).values() if known and p.path == copy), None)
+        predictor = _held(own, copy) if known else None
         if predictor is None:
             predictor = self.load(path, payload)  # room in memory first, then on disk
         if not known:
